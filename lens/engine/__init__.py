@@ -1,0 +1,1 @@
+"""The load engine: a parent that plans, spawns and drains; one uvloop worker per core."""

@@ -1,0 +1,49 @@
+from libc.stdint cimport int64_t
+
+from lens._core.recorder cimport Recorder
+
+
+cdef class StreamDecoder:
+    cdef Recorder _rec
+    cdef int _slot
+    cdef int _framing          # FRAMING_*
+    cdef int _dialect          # DIALECT_*
+    cdef bint _collect         # keep a body excerpt instead of scanning SSE (error statuses)
+    # HTTP body framing
+    cdef int _cstate
+    cdef int64_t _csize
+    cdef int64_t _remaining    # content-length left, or chunk bytes left
+    cdef int _trailer_len
+    cdef bint _done
+    # SSE scanning
+    cdef char* _line
+    cdef Py_ssize_t _line_len
+    cdef Py_ssize_t _line_cap
+    cdef char* _data
+    cdef Py_ssize_t _data_len
+    cdef Py_ssize_t _data_cap
+    cdef bint _skip_lf
+    cdef bint _at_start
+    cdef char _event[32]
+    cdef int _event_len
+    cdef Py_ssize_t _max_event
+    # what the stream said
+    cdef int64_t _t_read
+    cdef readonly int64_t bytes_in
+    cdef readonly int64_t events
+    cdef readonly int64_t token_events
+    cdef readonly int64_t usage_output_tokens
+    cdef readonly int64_t usage_input_tokens
+    cdef readonly int finish
+    cdef readonly bint done_seen
+    cdef readonly bint error_seen
+    cdef bytes _excerpt
+
+    cdef int _grow(self, char** buf, Py_ssize_t* cap, Py_ssize_t need) except -1
+    cdef int _body(self, const char* p, Py_ssize_t n) except -1
+    cdef int _sse(self, const char* p, Py_ssize_t n) except -1
+    cdef int _line_done(self, const char* p, Py_ssize_t n) except -1
+    cdef int _dispatch(self) except -1
+    cdef int feed_c(self, const char* p, Py_ssize_t n) except -2
+    cdef void _chunk_start(self) noexcept
+    cdef void _usage(self, const char* v, const char* end) noexcept

@@ -1,0 +1,215 @@
+"""Glue of a run: plan → supervisor → results, sinks, summary, console.
+
+``execute(plan, out_dir)`` is the library entry point (``lens.run``); ``run_and_report`` is
+what ``lens-fast run`` calls: it also starts the embedded mock when there is no --url, shows
+progress, prints the table and picks the exit status.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import shlex
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lens._core import ROW_DTYPE, TOKEN_DTYPE
+from lens._version import __version__
+from lens.engine.plan import RunPlan
+from lens.engine.supervisor import RunOutcome, Supervisor
+from lens.errors import RunError
+
+EXIT_OK = 0
+EXIT_SATURATED = 3
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
+
+
+class _Feed:
+    """Receives drained batches; holds them until t0 is known, then feeds results and sinks."""
+
+    def __init__(self, plan: RunPlan, sink):
+        self.plan = plan
+        self.sink = sink
+        self.results = None
+        self.early: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def start(self, t0_ns: int, t0_unix_ns: int, target: dict) -> None:
+        from lens.output.results import RunResults
+
+        p = self.plan
+        self.results = RunResults(
+            t0_ns, t0_unix_ns=t0_unix_ns, targets=[target], open_loop=p.mode == "open",
+            offered_rps=p.rps, duration_s=p.duration_s, max_token_stamps=p.max_token_stamps)
+        if self.sink is not None:
+            self.sink.start(t0_ns)
+        for rows, tokens in self.early:
+            self._feed(rows, tokens)
+        self.early.clear()
+
+    def __call__(self, rows: np.ndarray, tokens: np.ndarray) -> None:
+        rows = rows.view(ROW_DTYPE).reshape(-1)
+        tokens = tokens.view(TOKEN_DTYPE).reshape(-1)
+        if self.results is None:
+            self.early.append((rows, tokens))
+        else:
+            self._feed(rows, tokens)
+
+    def _feed(self, rows: np.ndarray, tokens: np.ndarray) -> None:
+        if len(rows):
+            self.results.add_rows(rows)
+        if len(tokens):
+            self.results.add_tokens(tokens)
+        if self.sink is not None:
+            self.sink.write(rows, tokens)
+
+
+def metadata(plan: RunPlan, argv: list[str] | None, embedded: bool) -> dict[str, Any]:
+    """Run metadata for outputs (no secrets)."""
+    import numpy
+    import pyarrow
+
+    return {
+        "command": shlex.join(argv) if argv else None,
+        "versions": {"lens-fast": __version__, "python": platform.python_version(),
+                     "numpy": numpy.__version__, "pyarrow": pyarrow.__version__},
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "embedded_mock": embedded,
+        "config": plan.public(),
+    }
+
+
+def execute(plan: RunPlan, out_dir: str | os.PathLike | None = None, *, on_tick=None,
+            argv: list[str] | None = None, embedded: bool = False,
+            cpus: list[int] | None = None) -> tuple[dict, Any, RunOutcome]:
+    """Run a plan; write Parquet and summary.json to ``out_dir`` when given.
+
+    Returns ``(summary, results, outcome)``.
+    """
+    from lens.output.summary import build_summary, write_summary
+
+    meta = metadata(plan, argv, embedded)
+    with ExitStack() as stack:
+        sink = None
+        if out_dir is not None:
+            out = Path(out_dir)
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise RunError(f"cannot create the output directory {str(out)!r}: "
+                               f"{e.strerror}") from e
+            from lens.output.parquet import ParquetSink
+
+            sink = ParquetSink(out, meta)
+            stack.callback(sink.close)
+        feed = _Feed(plan, sink)
+        sup = Supervisor(plan, feed, on_tick=None, cpus=cpus)
+        target = {"provider": "openai", "model": plan.model, "url": plan.url,
+                  "endpoint": plan.endpoint}
+
+        def tick(elapsed: float) -> None:
+            if feed.results is None:
+                feed.start(sup.outcome.t0_ns, sup.outcome.t0_unix_ns, target)
+            if on_tick is not None:
+                on_tick(elapsed, feed.results, sup)
+
+        sup.on_tick = tick
+        outcome = sup.run()
+        if feed.results is None:
+            feed.start(outcome.t0_ns, outcome.t0_unix_ns, target)
+        results = feed.results
+        results.client = client_health(outcome)
+        meta["interrupted"] = outcome.interrupted is not None
+        if outcome.interrupted:
+            meta["interrupted_by"] = outcome.interrupted
+        meta["workers"] = len(outcome.workers)
+        if outcome.died:
+            meta["workers_died"] = outcome.died
+        meta["duration_s"] = round((outcome.t_end_ns - outcome.t0_ns) / 1e9, 6)
+        if sink is not None:
+            sink.metadata.update(meta)
+        summary = build_summary(results, meta)
+        if out_dir is not None:
+            write_summary(Path(out_dir) / "summary.json", summary)
+    return summary, results, outcome
+
+
+def client_health(outcome: RunOutcome) -> dict[str, Any]:
+    """Per-worker CPU and event-loop lag, and reasons the client may have been the limit."""
+    cpu, lag_p99, reasons = [], [], []
+    spilled = 0
+    errors: dict[str, list[str]] = {}
+    for w in outcome.workers:
+        wall = w.get("wall_s") or 0.0
+        cpu.append(100.0 * w.get("cpu_s", 0.0) / wall if wall > 0 else 0.0)
+        lag_p99.append(w.get("loop_lag_ms", {}).get("p99", 0.0))
+        spilled += w.get("rows_spilled", 0) + w.get("tokens_spilled", 0)
+        for k, v in (w.get("errors") or {}).items():
+            errors.setdefault(k, []).extend(v)
+        if w.get("died"):
+            reasons.append(w["died"])
+    if lag_p99 and max(lag_p99) > 10.0:
+        reasons.append(f"event-loop lag p99 {max(lag_p99):.1f} ms > 10 ms in a worker; "
+                       "use more --cores")
+    return {
+        "worker_cpu_percent": cpu,
+        "loop_lag_p99_ms": [round(x, 3) for x in lag_p99],
+        "new_connections_in_run": sum(w.get("new_connections_in_run", 0)
+                                      for w in outcome.workers),
+        "ring_spilled_records": spilled,
+        "reasons": reasons,
+        "error_samples": {k: v[:5] for k, v in errors.items()},
+    }
+
+
+def default_output_dir() -> str:
+    """lens-results/run-YYYYmmdd-HHMMSS (UTC)."""
+    return os.path.join("lens-results",
+                        dt.datetime.now(dt.UTC).strftime("run-%Y%m%d-%H%M%S"))
+
+
+def run_and_report(plan: RunPlan, *, embedded: bool, output: str | None, progress: bool,
+                   strict: bool, mock_ttft_ms: float = 20.0, mock_itl_ms: float = 2.0,
+                   argv: list[str] | None = None) -> int:
+    """Run ``lens-fast run``: mock if needed, progress, table, files; return the exit status."""
+    import dataclasses
+
+    from rich.console import Console
+
+    from lens.engine.progress import ProgressLine
+    from lens.output.table import render_table
+
+    console = Console(stderr=False)
+    err = Console(stderr=True)
+    out_dir = output or default_output_dir()
+    with ExitStack() as stack:
+        if embedded:
+            from lens.mock.process import MockProcess
+
+            mock = stack.enter_context(MockProcess(ttft_ms=mock_ttft_ms, itl_ms=mock_itl_ms))
+            plan = dataclasses.replace(plan, url=mock.url)
+            err.print(f"[bold]No --url given:[/] profiling lens' embedded mock endpoint at "
+                      f"{mock.url} (TTFT {mock_ttft_ms:g} ms, ITL {mock_itl_ms:g} ms)")
+        line = ProgressLine(plan, err) if progress and err.is_terminal else None
+        try:
+            summary, results, outcome = execute(
+                plan, out_dir, on_tick=line.update if line else None, argv=argv,
+                embedded=embedded)
+        finally:
+            if line is not None:
+                line.close()
+    result = summary["scenarios"][0]["results"][0]
+    render_table(result, console)
+    console.print(f"Results: {out_dir}/ (requests.parquet, tokens.parquet, summary.json)")
+    if outcome.interrupted:
+        console.print(f"[yellow]Interrupted by {outcome.interrupted}: outputs hold what was "
+                      "measured until then.[/]")
+        return EXIT_SIGNAL.get(outcome.interrupted, 130)
+    if strict and result["client"]["saturated"]:
+        return EXIT_SATURATED
+    return EXIT_OK

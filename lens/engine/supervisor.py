@@ -1,0 +1,257 @@
+"""The parent process of a run: spawn workers, agree on t0, drain their rings, stop them.
+
+The parent sends no request. It owns the shared-memory rings (one row ring and one token
+ring per worker), releases all workers at one epoch ``t0 = now + LEAD``, drains the rings
+every ``DRAIN_S`` into the results and the output sinks, and watches the workers: a worker
+that dies is reported with the load it missed, and the run still ends with valid outputs.
+
+Ctrl-C (SIGINT) or SIGTERM: the first asks every worker to stop (no new requests, a short
+grace for in-flight ones, then they are recorded as cancelled); a second one stops waiting
+and terminates the workers. Either way the outputs are written and the run is marked
+interrupted.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait as mp_wait
+from typing import Any, Callable
+
+from lens._core import Ring, now_ns
+from lens._core.recorder import ROW_FIELDS
+from lens.engine.plan import RunPlan
+from lens.engine.worker import worker_main
+from lens.errors import EndpointError, RunError
+
+LEAD_NS = 100_000_000           # t0 = now + 100 ms: every worker is waiting by then
+DRAIN_S = 0.05
+ROW_RING = 1 << 14              # rows per worker ring (~3 MB); spills beyond, never drops
+TOKEN_RING = 1 << 18            # token stamps per worker ring (~6 MB)
+TOKEN_WORDS = 3
+READY_TIMEOUT_S = 120.0
+
+
+@dataclass
+class WorkerState:
+    """What the parent knows of one worker."""
+
+    index: int
+    process: Any
+    pipe: Any
+    rows: Ring
+    tokens: Ring
+    ready: dict | None = None
+    done: dict | None = None
+    died: str | None = None
+
+
+@dataclass
+class RunOutcome:
+    """How a run went, besides the measured rows (which went to the sinks)."""
+
+    t0_ns: int = 0
+    t0_unix_ns: int = 0
+    t_end_ns: int = 0
+    interrupted: str | None = None            # None, "SIGINT" or "SIGTERM"
+    workers: list[dict] = field(default_factory=list)
+    died: list[str] = field(default_factory=list)
+
+
+class Supervisor:
+    """Run a plan across ``plan.cores`` worker processes.
+
+    ``on_batch(rows, tokens)`` receives every drained batch (numpy arrays of ROW/TOKEN
+    records); ``on_tick(elapsed_s)`` is called after each drain (progress display).
+    """
+
+    def __init__(self, plan: RunPlan, on_batch: Callable, on_tick: Callable | None = None,
+                 cpus: list[int] | None = None):
+        self.plan = plan
+        self.on_batch = on_batch
+        self.on_tick = on_tick
+        self.cpus = cpus
+        self.workers: list[WorkerState] = []
+        self.outcome = RunOutcome()
+        self._signals = 0
+
+    # ------------------------------------------------------------------ start
+    def _spawn(self) -> None:
+        ctx = mp.get_context("spawn")
+        W = self.plan.cores
+        for k in range(W):
+            rows = Ring(capacity=ROW_RING, record_words=len(ROW_FIELDS))
+            tokens = Ring(capacity=TOKEN_RING, record_words=TOKEN_WORDS)
+            parent_end, child_end = ctx.Pipe()
+            cpu = self.cpus[k % len(self.cpus)] if self.cpus else None
+            p = ctx.Process(target=worker_main, name=f"lens-worker-{k}",
+                            args=(self.plan, k, W, rows.name, tokens.name, child_end, cpu),
+                            daemon=True)
+            w = WorkerState(k, p, parent_end, rows, tokens)
+            try:
+                p.start()
+            finally:
+                child_end.close()
+                self.workers.append(w)
+
+    def _drain(self) -> int:
+        n = 0
+        for w in self.workers:
+            rows = w.rows.drain()
+            tokens = w.tokens.drain()
+            if len(rows) or len(tokens):
+                self.on_batch(rows, tokens)
+                n += len(rows)
+        return n
+
+    def _poll_messages(self, timeout: float) -> None:
+        pipes = {w.pipe: w for w in self.workers if w.done is None and w.died is None}
+        sentinels = {w.process.sentinel: w for w in self.workers
+                     if w.done is None and w.died is None}
+        if not pipes:
+            time.sleep(timeout)
+            return
+        try:
+            ready = mp_wait(list(pipes) + list(sentinels), timeout)
+        except InterruptedError:
+            return
+        for obj in ready:
+            if obj in pipes:
+                w = pipes[obj]
+                try:
+                    msg = w.pipe.recv()
+                except (EOFError, OSError):
+                    continue
+                self._on_message(w, msg)
+        for obj in ready:
+            if obj in sentinels:
+                w = sentinels[obj]
+                if w.done is None and w.died is None and w.process.exitcode is not None:
+                    # a last message may still sit in the pipe
+                    while w.pipe.poll():
+                        try:
+                            self._on_message(w, w.pipe.recv())
+                        except (EOFError, OSError):
+                            break
+                    if w.done is None:
+                        code = w.process.exitcode
+                        how = f"signal {-code}" if code < 0 else f"exit status {code}"
+                        w.died = f"worker {w.index} (pid {w.process.pid}) died ({how})"
+                        self.outcome.died.append(w.died)
+
+    def _on_message(self, w: WorkerState, msg: tuple) -> None:
+        kind = msg[0]
+        if kind == "ready":
+            w.ready = msg[1]
+        elif kind == "done":
+            w.done = msg[1]
+        elif kind == "error":
+            w.died = msg[2]
+            self._startup_error = msg
+
+    # -------------------------------------------------------------- the run
+    def run(self) -> RunOutcome:
+        """Carry out the plan; return the outcome once every worker is done or gone."""
+        self._startup_error = None
+        old_int = signal.signal(signal.SIGINT, self._on_signal)
+        old_term = signal.signal(signal.SIGTERM, self._on_signal)
+        try:
+            self._spawn()
+            self._wait_ready()
+            self._go()
+            self._loop()
+        finally:
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old_term)
+            self._shutdown()
+        return self.outcome
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S + self.plan.timeouts.connect_s
+        while True:
+            self._poll_messages(DRAIN_S)
+            self._drain()
+            if self._startup_error is not None:
+                _, kind, message = self._startup_error
+                raise EndpointError(message)
+            dead = [w.died for w in self.workers if w.died]
+            if dead:
+                raise RunError(f"{dead[0]} while starting")
+            if all(w.ready is not None for w in self.workers):
+                return
+            if self._signals:
+                raise RunError("interrupted while starting the workers; nothing was measured")
+            if time.monotonic() > deadline:
+                raise RunError(f"workers not ready within {READY_TIMEOUT_S:.0f} s "
+                               "(probe request or connection pool did not complete)")
+
+    def _go(self) -> None:
+        t0 = now_ns() + LEAD_NS
+        self.outcome.t0_ns = t0
+        self.outcome.t0_unix_ns = time.time_ns() + (t0 - now_ns())
+        for w in self.workers:
+            w.pipe.send(("go", t0))
+
+    def _loop(self) -> None:
+        t0 = self.outcome.t0_ns
+        forced = False
+        while True:
+            self._poll_messages(DRAIN_S)
+            self._drain()
+            if self.on_tick is not None:
+                self.on_tick(max(0.0, (now_ns() - t0) / 1e9))
+            if self._signals >= 2 and not forced:
+                forced = True
+                for w in self.workers:
+                    if w.process.is_alive():
+                        w.process.terminate()
+            if all(w.done is not None or w.died is not None for w in self.workers):
+                break
+            if forced and all(not w.process.is_alive() for w in self.workers):
+                for w in self.workers:
+                    if w.done is None and w.died is None:
+                        w.died = f"worker {w.index} terminated by a second interrupt"
+                break
+        self._drain()
+        self.outcome.t_end_ns = now_ns()
+
+    def _on_signal(self, signum, frame) -> None:
+        self._signals += 1
+        if self.outcome.interrupted is None:
+            self.outcome.interrupted = signal.Signals(signum).name
+        for w in self.workers:
+            try:
+                w.pipe.send(("stop",))
+            except (OSError, ValueError):
+                pass
+
+    def _shutdown(self) -> None:
+        for w in self.workers:
+            if w.process.pid is None:          # never started
+                w.pipe.close()
+                w.rows.close()
+                w.tokens.close()
+                continue
+            w.process.join(timeout=5)
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join(timeout=5)
+            info = dict(w.done or {})
+            info["index"] = w.index
+            info["pid"] = w.process.pid
+            if w.ready:
+                info["ready"] = w.ready
+            if w.died:
+                info["died"] = w.died
+            self.outcome.workers.append(info)
+            w.pipe.close()
+            w.rows.close()
+            w.tokens.close()
+
+
+def default_cores() -> int:
+    """cpu_count − 1 worker processes, at least 1."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (n or 1) - 1)

@@ -1,0 +1,519 @@
+"""One worker process: one uvloop event loop driving its share of the load.
+
+Life of a worker (``worker_main``):
+
+1. attach to its shared-memory rings, build its ``Recorder`` and request bytes;
+2. resolve the host once, pre-open its keep-alive connections, send one probe request
+   (stored as warm-up) and the ``--warmup`` requests; report ``ready`` to the parent;
+3. on ``go`` (the common epoch t0), run its slice of the open-loop schedule (arrivals
+   ``i % workers == k``) or its closed-loop users, until the schedule, the request budget or
+   the duration is used up, or the parent says ``stop``;
+4. let in-flight requests finish (bounded by the total timeout, or a short grace after
+   ``stop``), record the rest as cancelled, flush its rings and report ``done``.
+
+Nothing here writes files; everything measured leaves through the rings.
+"""
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import socket
+import ssl
+import time
+
+from lens._core import (
+    FLAG_CANCELLED,
+    FLAG_CONN_REUSED,
+    FLAG_DROPPED,
+    FLAG_WARMUP,
+    UNSET,
+    Recorder,
+    Ring,
+    RowField,
+    now_ns,
+)
+from lens._core.stream import DIALECT_OPENAI_CHAT, DIALECT_OPENAI_COMPLETIONS
+from lens.engine import errors as E
+from lens.engine.http import DONE_OK, FAIL_RESET, Conn
+from lens.engine.plan import RunPlan
+from lens.engine.requests import RequestFactory
+from lens.workload.arrivals import arrival_offsets_ns, split
+
+F_FLAGS = int(RowField.flags)
+F_CONN_ID = int(RowField.conn_id)
+F_INPUT = int(RowField.input_tokens)
+F_SENT = int(RowField.t_sent_ns)
+F_CONNECT = int(RowField.t_connect_ns)
+F_DNS = int(RowField.t_dns_ns)
+F_TLS = int(RowField.t_tls_ns)
+F_FIRST_TOKEN = int(RowField.t_first_token_ns)
+
+DISPATCH_AHEAD_NS = 500_000      # send arrivals due within 0.5 ms now: uvloop timers tick per ms
+SWEEP_S = 0.02                   # timeout sweep period
+LAG_PERIOD_S = 0.01              # event-loop lag probe period
+STOP_GRACE_S = 2.0               # in-flight grace after a stop from the parent
+MAX_ERROR_SAMPLES = 5
+
+
+def worker_share(total: int, worker: int, workers: int) -> int:
+    """Return worker ``worker``'s share of ``total`` items split as evenly as possible."""
+    return total // workers + (1 if worker < total % workers else 0)
+
+
+def ssl_context(plan: RunPlan) -> ssl.SSLContext | None:
+    """Return the TLS context for https URLs (verification on unless --insecure)."""
+    if plan.scheme != "https":
+        return None
+    ctx = ssl.create_default_context(cafile=plan.ca_cert)
+    if plan.insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def classify_connect_error(exc: BaseException) -> int:
+    """Map an exception from opening a connection to an error kind."""
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return E.TIMEOUT_CONNECT
+    if isinstance(exc, socket.gaierror):
+        return E.DNS
+    if isinstance(exc, ssl.SSLError):
+        return E.TLS
+    return E.CONNECT
+
+
+class Worker:
+    """The per-process load driver (see the module docstring)."""
+
+    def __init__(self, plan: RunPlan, index: int, workers: int, row_ring: str,
+                 token_ring: str, pipe):
+        self.plan = plan
+        self.k = index
+        self.W = workers
+        self.pipe = pipe
+        self.loop = asyncio.get_running_loop()
+        self.rows = Ring.attach(row_ring)
+        self.tokens = Ring.attach(token_ring)
+        self.limit = max(1, -(-plan.max_inflight // workers))
+        self.recorder = Recorder(self.rows, self.tokens, self.limit + 8, index,
+                                 plan.max_token_stamps)
+        self.dialect = (DIALECT_OPENAI_CHAT if plan.endpoint == "chat"
+                        else DIALECT_OPENAI_COMPLETIONS)
+        self.factory = RequestFactory(plan)
+        self.ssl = ssl_context(plan)
+        self.addr: tuple | None = None
+        self.idle: list[Conn] = []
+        self.busy: set[Conn] = set()
+        self.connecting: dict[int, asyncio.Task] = {}
+        self.next_conn_id = index << 32
+        self.in_flight = 0
+        self.sent = 0
+        self.dropped = 0
+        self.new_conns_in_run = 0
+        self.errors_seen: dict[str, list[str]] = {}
+        self.stopping = False
+        self.load_done = False
+        self.finished = asyncio.Event()
+        self.waiters: dict[int, asyncio.Future] = {}
+        self.lags_ns: list[int] = []
+        self.t0 = 0
+        self.t_end_ns = 0
+        self.closed_next = 0
+        self.closed_budget = -1
+        self._j = 0
+
+    # ------------------------------------------------------------------ setup
+    async def resolve(self) -> None:
+        """Resolve the host once (the run reuses the address)."""
+        infos = await self.loop.getaddrinfo(self.plan.host, self.plan.port,
+                                            type=socket.SOCK_STREAM)
+        self.addr = infos[0][4]
+
+    async def open_conn(self, slot: int = -1) -> Conn:
+        """Open one connection (TLS included), stamping connect/TLS times into ``slot``."""
+        conn = Conn(self, self.next_conn_id, self.plan.max_event_bytes)
+        self.next_conn_id += 1
+        rec = self.recorder
+        transport, _ = await asyncio.wait_for(
+            self.loop.create_connection(lambda: conn, self.addr[0], self.addr[1]),
+            self.plan.timeouts.connect_s)
+        if slot >= 0:
+            rec.stamp(slot, F_CONNECT)
+        if self.ssl is not None:
+            transport = await asyncio.wait_for(
+                self.loop.start_tls(transport, conn, self.ssl, server_hostname=self.plan.host),
+                self.plan.timeouts.connect_s)
+            conn.transport = transport
+            if slot >= 0:
+                rec.stamp(slot, F_TLS)
+        return conn
+
+    async def open_pool(self, n: int) -> None:
+        """Pre-open ``n`` idle connections (before t0, so handshakes stay out of the run)."""
+        for start in range(0, n, 64):
+            conns = await asyncio.gather(*(self.open_conn() for _ in range(min(64, n - start))))
+            self.idle.extend(conns)
+
+    async def request_and_wait(self, rid: int, flags: int) -> float:
+        """Send one request now and wait for it; return its duration in seconds."""
+        fut = self.loop.create_future()
+        self.waiters[rid] = fut
+        t = now_ns()
+        self.dispatch(rid, t, flags)
+        await fut
+        return (now_ns() - t) / 1e9
+
+    # --------------------------------------------------------------- dispatch
+    def dispatch(self, rid: int, t_sched: int, flags: int = 0) -> None:
+        """Start request ``rid`` (intended start ``t_sched``) on an idle or new connection."""
+        rec = self.recorder
+        j = self._j
+        self._j += 1
+        if self.in_flight >= self.limit:
+            slot = rec.begin(rid, t_sched)
+            rec.set(slot, F_FLAGS, flags | FLAG_DROPPED)
+            rec.finish(slot, 0, E.DROPPED)
+            self.dropped += 1
+            return
+        slot = rec.begin(rid, t_sched)
+        rec.set(slot, F_INPUT, self.factory.input_tokens[j % self.factory.n])
+        self.in_flight += 1
+        self.sent += 1
+        if self.idle:
+            conn = self.idle.pop()
+            rec.set(slot, F_FLAGS, flags | FLAG_CONN_REUSED)
+            self._send(conn, slot, rid, j)
+        else:
+            if flags:
+                rec.set(slot, F_FLAGS, flags)
+            if self.t0:
+                self.new_conns_in_run += 1
+            self.connecting[slot] = self.loop.create_task(self._connect_send(slot, rid, j))
+
+    def _send(self, conn: Conn, slot: int, rid: int, j: int) -> None:
+        rec = self.recorder
+        rec.set(slot, F_CONN_ID, conn.conn_id)
+        t = now_ns()
+        tm = self.plan.timeouts
+        conn.deadline_first_ns = t + int(tm.first_token_s * 1e9)
+        conn.deadline_total_ns = t + int(tm.total_s * 1e9)
+        self.busy.add(conn)
+        conn.send(slot, self.factory.build(rid, j))
+        rec.stamp(slot, F_SENT)
+
+    async def _connect_send(self, slot: int, rid: int, j: int) -> None:
+        try:
+            conn = await self.open_conn(slot)
+        except asyncio.CancelledError:
+            self.connecting.pop(slot, None)
+            self._end(slot, 0, E.CANCELLED, FLAG_CANCELLED)
+            return
+        except Exception as exc:   # every connect failure is a row, never a crash
+            self.connecting.pop(slot, None)
+            kind = classify_connect_error(exc)
+            self._note_error(E.ERROR_NAMES[kind], repr(exc))
+            self._end(slot, 0, kind)
+            return
+        self.connecting.pop(slot, None)
+        self._send(conn, slot, rid, j)
+
+    # --------------------------------------------------------------- responses
+    def on_response(self, conn: Conn, code: int) -> None:
+        """Called by a connection once per request with how its response ended."""
+        slot = conn.slot
+        conn.slot = -1
+        self.busy.discard(conn)
+        dec = conn.dec
+        dec.commit()
+        status = conn.status
+        if code == DONE_OK:
+            if status < 200 or status >= 300:
+                err = E.HTTP_STATUS
+                self._note_error(f"http_{status}", dec.excerpt.decode("utf-8", "replace"))
+            elif dec.error_seen:
+                err = E.STREAM_ERROR
+                self._note_error("stream_error", dec.excerpt.decode("utf-8", "replace"))
+            else:
+                err = E.OK
+        elif code == FAIL_RESET:
+            err = E.RESET
+        else:
+            err = E.PROTOCOL
+        if conn.keepalive and not conn.lost and not self.stopping:
+            self.idle.append(conn)
+        else:
+            conn.close()
+        self._end(slot, status, err)
+
+    def on_conn_lost(self, conn: Conn) -> None:
+        """Forget a closed connection."""
+        self.busy.discard(conn)
+        try:
+            self.idle.remove(conn)
+        except ValueError:
+            pass
+
+    def _end(self, slot: int, status: int, err: int, flags: int = 0) -> None:
+        rec = self.recorder
+        if flags:
+            rec.set(slot, F_FLAGS, rec.get(slot, F_FLAGS) | flags)
+        rid = rec.get(slot, 0)
+        rec.finish(slot, status, err)
+        self.in_flight -= 1
+        fut = self.waiters.pop(rid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(err)
+        if self.t0 and not self.load_done and self.plan.mode == "closed":
+            self._closed_next()
+        self._check_done()
+
+    def _note_error(self, key: str, text: str) -> None:
+        samples = self.errors_seen.setdefault(key, [])
+        if len(samples) < MAX_ERROR_SAMPLES:
+            samples.append(text[:300])
+
+    # ---------------------------------------------------------------- the run
+    def _tick(self) -> None:
+        """Send every arrival due within DISPATCH_AHEAD_NS, then sleep until the next."""
+        if self.stopping:
+            return
+        horizon = now_ns() + DISPATCH_AHEAD_NS
+        t0 = self.t0
+        ids, offs = self.ids, self.offsets
+        i = self.i
+        n = len(offs)
+        while i < n and t0 + offs[i] <= horizon:
+            self.i = i + 1
+            self.dispatch(ids[i], t0 + offs[i])
+            i += 1
+        if i < n:
+            self.loop.call_later(max(0.0, (t0 + offs[i] - now_ns()) / 1e9), self._tick)
+        else:
+            self._load_finished()
+
+    def _closed_next(self) -> None:
+        if now_ns() >= self.t_end_ns and self.t_end_ns:
+            self._load_finished()
+            return
+        if self.closed_budget == 0:
+            self._load_finished()
+            return
+        if self.closed_budget > 0:
+            self.closed_budget -= 1
+        rid = self.k + self.W * self.closed_next
+        self.closed_next += 1
+        self.dispatch(rid, now_ns())
+
+    def _load_finished(self) -> None:
+        if not self.load_done:
+            self.load_done = True
+            self._check_done()
+
+    def _check_done(self) -> None:
+        if self.load_done and self.in_flight == 0 and not self.finished.is_set():
+            self.finished.set()
+
+    def _sweep(self) -> None:
+        """Fail requests past their first-token or total deadline."""
+        if self.finished.is_set():
+            return
+        now = now_ns()
+        rec = self.recorder
+        for conn in list(self.busy):
+            slot = conn.slot
+            if slot < 0:
+                continue
+            if now > conn.deadline_total_ns:
+                kind = E.TIMEOUT_TOTAL
+            elif now > conn.deadline_first_ns and rec.get(slot, F_FIRST_TOKEN) == UNSET:
+                kind = E.TIMEOUT_FIRST_TOKEN
+            else:
+                continue
+            self._abort(conn, kind, 0)
+        self.loop.call_later(SWEEP_S, self._sweep)
+
+    def _abort(self, conn: Conn, kind: int, flags: int) -> None:
+        slot = conn.slot
+        conn.slot = -1
+        self.busy.discard(conn)
+        conn.dec.commit()
+        status = conn.status
+        conn.close()
+        self._end(slot, status, kind, flags)
+
+    def _lag_probe(self, expected: int) -> None:
+        now = now_ns()
+        self.lags_ns.append(now - expected)
+        if not self.finished.is_set():
+            self.loop.call_later(LAG_PERIOD_S, self._lag_probe, now + int(LAG_PERIOD_S * 1e9))
+
+    def on_pipe(self) -> None:
+        """Handle a message from the parent (``stop``)."""
+        try:
+            msg = self.pipe.recv()
+        except (EOFError, OSError):
+            msg = ("stop",)
+            self.loop.remove_reader(self.pipe.fileno())
+        if msg[0] == "stop" and not self.stopping:
+            self.stopping = True
+            self.load_done = True
+            self._check_done()
+            self.loop.call_later(STOP_GRACE_S, self.cancel_all)
+
+    def cancel_all(self) -> None:
+        """Record every request still in flight as cancelled and close its connection."""
+        for conn in list(self.busy):
+            if conn.slot >= 0:
+                self._abort(conn, E.CANCELLED, FLAG_CANCELLED)
+        for task in list(self.connecting.values()):
+            task.cancel()
+
+    async def run(self) -> None:
+        plan = self.plan
+        try:
+            await self.resolve()
+        except OSError as exc:
+            self.pipe.send(("error", "dns", f"cannot resolve {plan.host!r}: {exc}"))
+            return
+        try:
+            first = await self.open_conn()
+        except Exception as exc:
+            kind = E.ERROR_NAMES[classify_connect_error(exc)]
+            hint = ""
+            if kind == "tls":
+                hint = " (for a self-signed endpoint pass --ca-cert FILE, or --insecure)"
+            self.pipe.send(("error", kind,
+                            f"cannot connect to {plan.url}: {exc or type(exc).__name__}{hint}"))
+            return
+        self.idle.append(first)
+        # probe: one request, stored as warm-up; proves the endpoint works before t0
+        probe_id = -(1 + self.k)
+        probe_s = await self.request_and_wait(probe_id, FLAG_WARMUP)
+        if self.errors_seen:
+            key, texts = next(iter(self.errors_seen.items()))
+            self.pipe.send(("error", key, f"the endpoint answered {key.replace('_', ' ')} to "
+                            f"POST {plan.path}: {texts[0][:200]}"))
+            return
+        # connections for the load, then --warmup requests
+        if plan.mode == "closed":
+            users = worker_share(plan.concurrency, self.k, self.W)
+            want = users
+        else:
+            users = 0
+            rate_w = plan.rps / self.W
+            want = min(self.limit, int(rate_w * probe_s * 1.5) + 4)
+        try:
+            await self.open_pool(max(0, want - len(self.idle)))
+        except Exception as exc:
+            self.pipe.send(("error", "connect", f"cannot open {want} connections to "
+                            f"{plan.url}: {exc}"))
+            return
+        nwarm = worker_share(plan.warmup, self.k, self.W)
+        wid = 0
+        while wid < nwarm:
+            batch = min(nwarm - wid, max(1, len(self.idle)))
+            await asyncio.gather(*(self.request_and_wait(-(1 + self.W * (1 + wid + b) + self.k),
+                                                         FLAG_WARMUP) for b in range(batch)))
+            wid += batch
+        self.errors_seen.clear()
+        if plan.mode == "open":
+            offsets = arrival_offsets_ns(plan.arrival, plan.rps, requests=plan.requests,
+                                         duration_s=plan.duration_s, seed=plan.seed,
+                                         burstiness=plan.burstiness)
+            ids, offs = split(offsets, self.k, self.W)
+            self.ids, self.offsets = ids.tolist(), offs.tolist()
+            self.i = 0
+        else:
+            if plan.requests is not None:
+                self.closed_budget = worker_share(plan.requests, self.k, self.W)
+        gc.collect()
+        gc.freeze()
+        self.pipe.send(("ready", {"pid": os.getpid(), "connections": len(self.idle),
+                                  "probe_ms": probe_s * 1e3}))
+        msg = await self.loop.run_in_executor(None, self.pipe.recv)
+        if msg[0] != "go":
+            return
+        self.t0 = msg[1]
+        self.t_end_ns = self.t0 + int(plan.duration_s * 1e9) if plan.duration_s else 0
+        self.loop.add_reader(self.pipe.fileno(), self.on_pipe)
+        delay = max(0.0, (self.t0 - now_ns()) / 1e9)
+        cpu0 = os.times()
+        wall0 = time.monotonic()
+        if plan.mode == "open":
+            if self.ids:
+                self.loop.call_later(delay, self._tick)
+            else:
+                self._load_finished()
+        else:
+            self.loop.call_later(delay, self._start_users, users)
+        self.loop.call_later(delay, self._lag_probe, self.t0)
+        self.loop.call_later(delay + SWEEP_S, self._sweep)
+        if plan.duration_s:
+            self.loop.call_later(delay + plan.duration_s, self._duration_over)
+        await self.finished.wait()
+        cpu1 = os.times()
+        wall1 = time.monotonic()
+        for conn in self.idle:
+            conn.close()
+        while self.recorder.flush():
+            await asyncio.sleep(0.005)
+        self.rows.close_producer()
+        self.tokens.close_producer()
+        lags = sorted(self.lags_ns)
+        self.pipe.send(("done", {
+            "pid": os.getpid(),
+            "sent": self.sent,
+            "dropped": self.dropped,
+            "cpu_s": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
+            "wall_s": wall1 - wall0,
+            "loop_lag_ms": {
+                "p50": lags[len(lags) // 2] / 1e6 if lags else 0.0,
+                "p99": lags[int(len(lags) * 0.99)] / 1e6 if lags else 0.0,
+                "max": lags[-1] / 1e6 if lags else 0.0,
+            },
+            "new_connections_in_run": self.new_conns_in_run,
+            "rows_spilled": self.rows.spilled,
+            "tokens_spilled": self.tokens.spilled,
+            "errors": self.errors_seen,
+        }))
+
+    def _start_users(self, users: int) -> None:
+        for _ in range(users):
+            if self.closed_budget == 0:
+                break
+            self._closed_next()
+        if users == 0 or self.closed_budget == 0 and self.in_flight == 0:
+            self._load_finished()
+
+    def _duration_over(self) -> None:
+        self._load_finished()
+        # in-flight requests may finish; those still running at the total timeout are cut
+        # by the sweep
+
+
+def worker_main(plan: RunPlan, index: int, workers: int, row_ring: str, token_ring: str,
+                pipe, cpu: int | None = None) -> None:
+    """Process entry point of worker ``index`` (spawned by the supervisor)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # the parent coordinates shutdown
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
+    import uvloop
+
+    async def main() -> None:
+        worker = Worker(plan, index, workers, row_ring, token_ring, pipe)
+        try:
+            await worker.run()
+        finally:
+            worker.rows.close()
+            worker.tokens.close()
+
+    try:
+        uvloop.run(main())
+    except Exception as exc:   # report, never hang the parent
+        try:
+            pipe.send(("error", "internal", f"worker {index} failed: {exc!r}"))
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,1 @@
+"""Workloads: when requests are sent (arrivals) and what they carry (prompts)."""

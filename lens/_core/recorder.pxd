@@ -39,6 +39,7 @@ cdef class Recorder:
     cdef readonly Ring tokens
     cdef int64_t* _slots
     cdef int* _free
+    cdef char* _busy            # 1 while a slot is in flight: finish() twice must not free it twice
     cdef int _n_free
     cdef int _max_slots
     cdef readonly int worker

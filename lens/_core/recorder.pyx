@@ -71,8 +71,10 @@ cdef class Recorder:
         self._max_slots = max_slots
         self._slots = <int64_t*>PyMem_Malloc(max_slots * ROW_WORDS * sizeof(int64_t))
         self._free = <int*>PyMem_Malloc(max_slots * sizeof(int))
-        if self._slots == NULL or self._free == NULL:
+        self._busy = <char*>PyMem_Malloc(max_slots)
+        if self._slots == NULL or self._free == NULL or self._busy == NULL:
             raise MemoryError()
+        memset(self._busy, 0, max_slots)
         cdef int i
         for i in range(max_slots):
             self._free[i] = max_slots - 1 - i
@@ -81,6 +83,7 @@ cdef class Recorder:
     def __dealloc__(self):
         PyMem_Free(self._slots)
         PyMem_Free(self._free)
+        PyMem_Free(self._busy)
 
     cdef inline int64_t* slot_ptr(self, int slot) noexcept:
         return self._slots + slot * ROW_WORDS
@@ -98,6 +101,7 @@ cdef class Recorder:
             raise RuntimeError(f"all {self._max_slots} recorder slots are in flight")
         self._n_free -= 1
         cdef int slot = self._free[self._n_free]
+        self._busy[slot] = 1
         cdef int64_t* r = self.slot_ptr(slot)
         cdef int i
         for i in range(ROW_WORDS):
@@ -122,6 +126,8 @@ cdef class Recorder:
     cpdef int64_t stamp(self, int slot, int field) except? -1:
         """Store now_ns() in a field of the slot's row; return it."""
         self._check(slot)
+        if field < 0 or field >= ROW_WORDS:
+            raise IndexError(f"field {field} out of range")
         cdef int64_t t = lens_now_ns()
         self._slots[slot * ROW_WORDS + field] = t
         return t
@@ -162,16 +168,21 @@ cdef class Recorder:
     def token(self, int slot, int64_t n_tokens=1):
         """Record a token-bearing event now (Python callers: httpx client, tests)."""
         self._check(slot)
+        if not self._busy[slot]:
+            raise ValueError(f"slot {slot} is not in flight")
         self.token_event(slot, lens_now_ns(), n_tokens)
 
     cpdef int finish(self, int slot, int64_t status, int64_t error) except -1:
         """Stamp the end, publish the row and free the slot."""
         self._check(slot)
+        if not self._busy[slot]:
+            raise ValueError(f"slot {slot} is not in flight (finished twice?)")
         cdef int64_t* r = self.slot_ptr(slot)
         r[F_STATUS] = status
         r[F_ERROR] = error
         r[F_T_END] = lens_now_ns()
         self.rows.push(r)
+        self._busy[slot] = 0
         self._free[self._n_free] = slot
         self._n_free += 1
         return 0

@@ -12,6 +12,7 @@ cdef class Ring:
     cdef bint _owner
     # producer-local spill: records that found the ring full wait here, in order
     cdef int64_t* _spill
+    cdef int64_t _spill_start   # the oldest waiting record is _spill[_spill_start]
     cdef int64_t _spill_len
     cdef int64_t _spill_cap
 

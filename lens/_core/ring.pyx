@@ -60,6 +60,11 @@ cdef class Ring:
                 raise ValueError("attaching to a ring needs its name")
             self._shm = shared_memory.SharedMemory(name=name, create=False)
             self._owner = False
+        nbytes = self._shm.size
+        if not create and (nbytes < HEADER_WORDS * 8 or nbytes % 8):
+            self._shm.close()
+            raise ValueError(f"shared memory block {name!r} is not a lens ring "
+                             f"({nbytes} bytes)")
         words = np.frombuffer(self._shm.buf, dtype=np.int64)
         self._words = words
         cdef int64_t[::1] view = words
@@ -70,7 +75,10 @@ cdef class Ring:
             self._hdr[CAPACITY] = cap
             self._hdr[RECORD_WORDS] = record_words
             lens_store_release(&self._hdr[MAGIC], RING_MAGIC)
-        elif lens_load_acquire(&self._hdr[MAGIC]) != RING_MAGIC:
+        elif (lens_load_acquire(&self._hdr[MAGIC]) != RING_MAGIC
+              or nbytes < (HEADER_WORDS + self._hdr[CAPACITY] * self._hdr[RECORD_WORDS]) * 8):
+            view = None  # drop the exports first, or closing the block raises BufferError
+            words = None
             self._release()
             raise ValueError(f"shared memory block {name!r} is not a lens ring")
         self._capacity = self._hdr[CAPACITY]
@@ -86,6 +94,19 @@ cdef class Ring:
         if self._spill != NULL:
             PyMem_Free(self._spill)
             self._spill = NULL
+        # a ring dropped without close(): release the view before the block (else
+        # SharedMemory.__del__ fails on the exported buffer), and the owner unlinks it
+        self._hdr = NULL
+        self._data = NULL
+        self._words = None
+        if self._shm is not None:
+            shm, self._shm = self._shm, None
+            try:
+                shm.close()
+                if self._owner:
+                    shm.unlink()
+            except Exception:
+                pass
 
     ### Producer ###
 
@@ -105,14 +126,26 @@ cdef class Ring:
                 lens_store_release(&self._hdr[HEAD], head + 1)
                 return 0
         # full (or older records still waiting): append to the spill
-        if self._spill_len == self._spill_cap:
-            newcap = self._spill_cap * 2 if self._spill_cap else 1024
-            p = <int64_t*>PyMem_Realloc(self._spill, newcap * self._record_words * 8)
-            if p == NULL:
-                raise MemoryError("ring spill buffer")
-            self._spill = p
-            self._spill_cap = newcap
-        memcpy(self._spill + self._spill_len * self._record_words, rec, self._record_words * 8)
+        cdef int64_t end = self._spill_start + self._spill_len
+        cdef int64_t newcap
+        cdef int64_t* p
+        if end == self._spill_cap:
+            if self._spill_start and self._spill_start >= self._spill_len:
+                # the front is free: slide the waiting records down. The move is no longer
+                # than the records already flushed since the last one, so pushes stay O(1)
+                # amortised, with no stall proportional to the whole spill.
+                memcpy(self._spill, self._spill + self._spill_start * self._record_words,
+                       self._spill_len * self._record_words * 8)
+                self._spill_start = 0
+            else:
+                newcap = self._spill_cap * 2 if self._spill_cap else 1024
+                p = <int64_t*>PyMem_Realloc(self._spill, newcap * self._record_words * 8)
+                if p == NULL:
+                    raise MemoryError("ring spill buffer")
+                self._spill = p
+                self._spill_cap = newcap
+            end = self._spill_start + self._spill_len
+        memcpy(self._spill + end * self._record_words, rec, self._record_words * 8)
         self._spill_len += 1
         self._hdr[SPILLED] += 1
         if self._spill_len > self._hdr[MAX_PENDING]:
@@ -129,14 +162,13 @@ cdef class Ring:
         cdef int64_t i
         if n <= 0:
             return self._spill_len
+        cdef const int64_t* src = self._spill + self._spill_start * self._record_words
         for i in range(n):
             memcpy(self._data + ((head + i) & self._mask) * self._record_words,
-                   self._spill + i * self._record_words, self._record_words * 8)
+                   src + i * self._record_words, self._record_words * 8)
         lens_store_release(&self._hdr[HEAD], head + n)
         self._spill_len -= n
-        if self._spill_len:
-            memcpy(self._spill, self._spill + n * self._record_words,
-                   self._spill_len * self._record_words * 8)
+        self._spill_start = self._spill_start + n if self._spill_len else 0
         return self._spill_len
 
     def push_records(self, records):
@@ -153,6 +185,8 @@ cdef class Ring:
 
     def close_producer(self):
         """Mark the stream finished (call after ``flush()`` returned 0)."""
+        if self._hdr == NULL:
+            raise ValueError("ring is closed")
         lens_store_release(&self._hdr[CLOSED], 1)
 
     ### Consumer ###
@@ -188,6 +222,8 @@ cdef class Ring:
     @property
     def name(self):
         """The shared-memory name to pass to ``Ring.attach`` in the other process."""
+        if self._shm is None:
+            raise ValueError("ring is closed")
         return self._shm.name
 
     @property
@@ -203,11 +239,15 @@ cdef class Ring:
     @property
     def written(self):
         """Records published so far."""
+        if self._hdr == NULL:
+            raise ValueError("ring is closed")
         return lens_load_acquire(&self._hdr[HEAD])
 
     @property
     def consumed(self):
         """Records drained so far."""
+        if self._hdr == NULL:
+            raise ValueError("ring is closed")
         return lens_load_acquire(&self._hdr[TAIL])
 
     @property
@@ -218,16 +258,22 @@ cdef class Ring:
     @property
     def spilled(self):
         """Records that ever had to wait in the spill because the ring was full."""
+        if self._hdr == NULL:
+            raise ValueError("ring is closed")
         return self._hdr[SPILLED]
 
     @property
     def max_pending(self):
         """Deepest the producer's spill ever got."""
+        if self._hdr == NULL:
+            raise ValueError("ring is closed")
         return self._hdr[MAX_PENDING]
 
     @property
     def closed(self):
         """True once the producer called ``close_producer()``."""
+        if self._hdr == NULL:
+            raise ValueError("ring is closed")
         return lens_load_acquire(&self._hdr[CLOSED]) != 0
 
     cdef _release(self):

@@ -44,6 +44,6 @@ cdef class StreamDecoder:
     cdef int _sse(self, const char* p, Py_ssize_t n) except -1
     cdef int _line_done(self, const char* p, Py_ssize_t n) except -1
     cdef int _dispatch(self) except -1
-    cdef int feed_c(self, const char* p, Py_ssize_t n) except -2
+    cdef int feed_c(self, const char* p, Py_ssize_t n) except -100
     cdef void _chunk_start(self) noexcept
     cdef void _usage(self, const char* v, const char* end) noexcept

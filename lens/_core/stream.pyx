@@ -177,7 +177,7 @@ cdef class StreamDecoder:
 
     ### C internals ###
 
-    cdef int feed_c(self, const char* p, Py_ssize_t n) except -2:
+    cdef int feed_c(self, const char* p, Py_ssize_t n) except -100:
         cdef Py_ssize_t take
         cdef char c
         cdef Py_ssize_t i = 0

@@ -79,6 +79,12 @@ class RunPlan:
         """The request path: the URL's path plus the endpoint's."""
         return urlsplit(self.url).path.rstrip("/") + ENDPOINT_PATHS[self.endpoint]
 
+    @property
+    def request_url(self) -> str:
+        """The full URL requests are sent to."""
+        u = urlsplit(self.url)
+        return f"{u.scheme}://{u.netloc}{self.path}"
+
     def public(self) -> dict:
         """The plan as a dict safe to store in outputs (no API key)."""
         d = dataclasses.asdict(self)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import resource
 import signal
 import socket
 import ssl
@@ -87,6 +88,9 @@ def classify_connect_error(exc: BaseException) -> int:
 class Worker:
     """The per-process load driver (see the module docstring)."""
 
+    FLAG_CANCELLED = FLAG_CANCELLED
+    UNSET = UNSET
+
     def __init__(self, plan: RunPlan, index: int, workers: int, row_ring: str,
                  token_ring: str, pipe):
         self.plan = plan
@@ -123,6 +127,12 @@ class Worker:
         self.closed_next = 0
         self.closed_budget = -1
         self._j = 0
+        self._warm_seq = 0
+        self.httpx = None
+        if plan.client == "httpx":
+            from lens.engine.httpx_client import HttpxClient
+
+            self.httpx = HttpxClient(self)
 
     # ------------------------------------------------------------------ setup
     async def resolve(self) -> None:
@@ -156,14 +166,19 @@ class Worker:
             conns = await asyncio.gather(*(self.open_conn() for _ in range(min(64, n - start))))
             self.idle.extend(conns)
 
-    async def request_and_wait(self, rid: int, flags: int) -> float:
-        """Send one request now and wait for it; return its duration in seconds."""
+    async def request_and_wait(self, rid: int, flags: int) -> tuple[float, int]:
+        """Send one request now and wait for it; return (seconds, error kind)."""
         fut = self.loop.create_future()
         self.waiters[rid] = fut
         t = now_ns()
         self.dispatch(rid, t, flags)
-        await fut
-        return (now_ns() - t) / 1e9
+        err = await fut
+        return (now_ns() - t) / 1e9, err
+
+    def _warm_id(self) -> int:
+        """Return the next warm-up request id: negative, unique across workers."""
+        self._warm_seq += 1
+        return -(self.k + self.W * self._warm_seq)
 
     # --------------------------------------------------------------- dispatch
     def dispatch(self, rid: int, t_sched: int, flags: int = 0) -> None:
@@ -181,7 +196,11 @@ class Worker:
         rec.set(slot, F_INPUT, self.factory.input_tokens[j % self.factory.n])
         self.in_flight += 1
         self.sent += 1
-        if self.idle:
+        if self.httpx is not None:
+            if flags:
+                rec.set(slot, F_FLAGS, flags)
+            self.httpx.start(slot, rid, j)
+        elif self.idle:
             conn = self.idle.pop()
             rec.set(slot, F_FLAGS, flags | FLAG_CONN_REUSED)
             self._send(conn, slot, rid, j)
@@ -369,6 +388,8 @@ class Worker:
                 self._abort(conn, E.CANCELLED, FLAG_CANCELLED)
         for task in list(self.connecting.values()):
             task.cancel()
+        if self.httpx is not None:
+            self.httpx.cancel_all()
 
     async def run(self) -> None:
         plan = self.plan
@@ -378,7 +399,7 @@ class Worker:
             self.pipe.send(("error", "dns", f"cannot resolve {plan.host!r}: {exc}"))
             return
         try:
-            first = await self.open_conn()
+            first = await self.open_conn() if self.httpx is None else None
         except Exception as exc:
             kind = E.ERROR_NAMES[classify_connect_error(exc)]
             hint = ""
@@ -387,14 +408,18 @@ class Worker:
             self.pipe.send(("error", kind,
                             f"cannot connect to {plan.url}: {exc or type(exc).__name__}{hint}"))
             return
-        self.idle.append(first)
+        if first is not None:
+            self.idle.append(first)
         # probe: one request, stored as warm-up; proves the endpoint works before t0
-        probe_id = -(1 + self.k)
-        probe_s = await self.request_and_wait(probe_id, FLAG_WARMUP)
-        if self.errors_seen:
-            key, texts = next(iter(self.errors_seen.items()))
-            self.pipe.send(("error", key, f"the endpoint answered {key.replace('_', ' ')} to "
-                            f"POST {plan.path}: {texts[0][:200]}"))
+        probe_s, probe_err = await self.request_and_wait(self._warm_id(), FLAG_WARMUP)
+        if probe_err != E.OK:
+            if self.errors_seen:
+                key, texts = next(iter(self.errors_seen.items()))
+                what, detail = key.replace("_", " "), texts[0][:300]
+            else:
+                what, detail = E.ERROR_NAMES[probe_err], "no response"
+            self.pipe.send(("error", what, f"the probe request POST {plan.request_url} "
+                            f"failed before the run: {what}: {detail}"))
             return
         # connections for the load, then --warmup requests
         if plan.mode == "closed":
@@ -405,18 +430,21 @@ class Worker:
             rate_w = plan.rps / self.W
             want = min(self.limit, int(rate_w * probe_s * 1.5) + 4)
         try:
-            await self.open_pool(max(0, want - len(self.idle)))
+            if self.httpx is None:
+                await self.open_pool(max(0, want - len(self.idle)))
+            else:       # httpx opens connections on demand: concurrent warm-up requests do it
+                await asyncio.gather(*(self.request_and_wait(self._warm_id(), FLAG_WARMUP)
+                                       for _ in range(max(0, want - 1))))
         except Exception as exc:
             self.pipe.send(("error", "connect", f"cannot open {want} connections to "
                             f"{plan.url}: {exc}"))
             return
         nwarm = worker_share(plan.warmup, self.k, self.W)
-        wid = 0
-        while wid < nwarm:
-            batch = min(nwarm - wid, max(1, len(self.idle)))
-            await asyncio.gather(*(self.request_and_wait(-(1 + self.W * (1 + wid + b) + self.k),
-                                                         FLAG_WARMUP) for b in range(batch)))
-            wid += batch
+        while nwarm > 0:
+            batch = min(nwarm, max(1, len(self.idle), want))
+            await asyncio.gather(*(self.request_and_wait(self._warm_id(), FLAG_WARMUP)
+                                   for _ in range(batch)))
+            nwarm -= batch
         self.errors_seen.clear()
         if plan.mode == "open":
             offsets = arrival_offsets_ns(plan.arrival, plan.rps, requests=plan.requests,
@@ -457,6 +485,8 @@ class Worker:
         wall1 = time.monotonic()
         for conn in self.idle:
             conn.close()
+        if self.httpx is not None:
+            await self.httpx.close()
         while self.recorder.flush():
             await asyncio.sleep(0.005)
         self.rows.close_producer()
@@ -474,6 +504,7 @@ class Worker:
                 "max": lags[-1] / 1e6 if lags else 0.0,
             },
             "new_connections_in_run": self.new_conns_in_run,
+            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "rows_spilled": self.rows.spilled,
             "tokens_spilled": self.tokens.spilled,
             "errors": self.errors_seen,

@@ -1,0 +1,108 @@
+"""``--client httpx``: the same requests, decoder and recorder over httpx.
+
+For setups the fast client does not cover (HTTP/2 with ``--http2``, proxies from the
+environment). It costs more CPU per request: httpx runs Python code per chunk and a
+coroutine per request. Its bytes still go through the C ``StreamDecoder`` (in
+``FRAMING_DECODED`` mode: httpx has already undone the chunked framing), so token detection
+and timestamps are the same code as the fast client's. The tests use it as an independent
+reference for the fast client's HTTP layer.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from lens._core.recorder import RowField
+from lens._core.stream import FRAMING_DECODED, StreamDecoder
+from lens.engine import errors as E
+from lens.engine.requests import headers_for
+
+T_FIRST_BYTE = int(RowField.t_first_byte_ns)
+T_HEADERS = int(RowField.t_headers_ns)
+T_SENT = int(RowField.t_sent_ns)
+T_FIRST_TOKEN = int(RowField.t_first_token_ns)
+
+
+class HttpxClient:
+    """Sends one worker's requests with an ``httpx.AsyncClient``."""
+
+    def __init__(self, worker):
+        self.w = worker
+        plan = worker.plan
+        tm = plan.timeouts
+        self.url = plan.request_url
+        self.headers = headers_for(plan)
+        verify = worker.ssl if worker.ssl is not None else True
+        self.client = httpx.AsyncClient(
+            http2=plan.http2, verify=verify, trust_env=True,
+            timeout=httpx.Timeout(tm.total_s, connect=tm.connect_s, read=tm.first_token_s),
+            limits=httpx.Limits(max_connections=worker.limit,
+                                max_keepalive_connections=worker.limit))
+        self.tasks: dict[int, asyncio.Task] = {}
+
+    def start(self, slot: int, rid: int, j: int) -> None:
+        """Start request ``rid`` in its own task."""
+        self.tasks[slot] = asyncio.get_running_loop().create_task(self._request(slot, rid, j))
+
+    async def _request(self, slot: int, rid: int, j: int) -> None:
+        w = self.w
+        rec = w.recorder
+        fac = w.factory
+        dec = StreamDecoder(w.plan.max_event_bytes)
+        headers = dict(self.headers)
+        headers["x-request-id"] = str(rid)
+        status, err = 0, E.OK
+        try:
+            async with asyncio.timeout(w.plan.timeouts.total_s):
+                rec.stamp(slot, T_SENT)
+                async with self.client.stream("POST", self.url, content=fac.bodies[j % fac.n],
+                                              headers=headers) as resp:
+                    rec.stamp(slot, T_FIRST_BYTE)
+                    rec.stamp(slot, T_HEADERS)
+                    status = resp.status_code
+                    dec.start(rec, slot, FRAMING_DECODED, -1, w.dialect,
+                              status < 200 or status >= 300)
+                    async for chunk in resp.aiter_raw():
+                        if dec.feed(chunk) < 0:
+                            err = E.PROTOCOL
+                            break
+            dec.commit()
+            if err == E.OK:
+                if status < 200 or status >= 300:
+                    err = E.HTTP_STATUS
+                    w._note_error(f"http_{status}", dec.excerpt.decode("utf-8", "replace"))
+                elif dec.error_seen:
+                    err = E.STREAM_ERROR
+                    w._note_error("stream_error", dec.excerpt.decode("utf-8", "replace"))
+        except asyncio.CancelledError:
+            self.tasks.pop(slot, None)
+            w._end(slot, status, E.CANCELLED, w.FLAG_CANCELLED)
+            return
+        except TimeoutError:
+            err = E.TIMEOUT_TOTAL
+        except httpx.ConnectTimeout:
+            err = E.TIMEOUT_CONNECT
+        except httpx.ReadTimeout:
+            err = (E.TIMEOUT_FIRST_TOKEN if rec.get(slot, T_FIRST_TOKEN) == w.UNSET
+                   else E.TIMEOUT_TOTAL)
+        except httpx.ConnectError as exc:
+            err = E.TLS if "SSL" in str(exc) or "certificate" in str(exc) else E.CONNECT
+            w._note_error(E.ERROR_NAMES[err], str(exc))
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            err = E.RESET if "closed" in str(exc).lower() or isinstance(
+                exc, (httpx.ReadError, httpx.WriteError)) else E.PROTOCOL
+        except httpx.HTTPError as exc:
+            err = E.PROTOCOL
+            w._note_error("protocol", str(exc))
+        self.tasks.pop(slot, None)
+        w._end(slot, status, err)
+
+    def cancel_all(self) -> None:
+        """Cancel every request in flight (they are recorded as cancelled)."""
+        for task in list(self.tasks.values()):
+            task.cancel()
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self.client.aclose()

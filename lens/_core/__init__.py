@@ -3,6 +3,7 @@
 Everything here is compiled with Cython; the types and docstrings are in ``__init__.pyi``.
 """
 from lens._core.clock import now_ns
+from lens._core.hist import LogLinearHistogram
 from lens._core.ring import Ring
 from lens._core.recorder import (
     FLAG_CANCELLED,
@@ -32,6 +33,7 @@ __all__ = [
     "TOKEN_DTYPE",
     "TOKEN_FIELDS",
     "UNSET",
+    "LogLinearHistogram",
     "Recorder",
     "Ring",
     "RowField",

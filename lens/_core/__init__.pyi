@@ -75,3 +75,76 @@ class Recorder:
     def flush(self) -> int: ...
     @property
     def in_flight(self) -> int: ...
+
+class LogLinearHistogram:
+    """HDR-style log-linear histogram of int64 nanosecond values (relative error < 10**-sigfigs).
+
+    Values < 0 count as ``underflow`` and values > ``highest_ns`` as ``overflow``: counted, never
+    clamped, and kept out of count/mean/min/max/quantiles. Not thread-safe (one writer).
+    """
+    lowest_ns: int
+    highest_ns: int
+    sigfigs: int
+    unit_magnitude: int
+    sub_bucket_count: int
+    counts_len: int
+    def __init__(self, lowest_ns: int = 1000, highest_ns: int = 3_600_000_000_000,
+                 sigfigs: int = 3) -> None:
+        """Create an empty histogram of values (ns) with 10**-sigfigs relative error.
+
+        ValueError unless 1 <= lowest_ns, 2 * lowest_ns <= highest_ns and sigfigs in 1..5.
+        """
+    def record(self, value_ns: int) -> bool:
+        """Count one value (ns); return False when it is < 0 or > highest_ns (still counted)."""
+    def record_many(self, values: npt.ArrayLike) -> int:
+        """Count an int64 array of values (ns) in one C loop; return how many were out of range."""
+    def merge(self, other: LogLinearHistogram) -> None:
+        """Add the counts of another histogram of the same layout (ValueError otherwise)."""
+    def quantile(self, q: float) -> float:
+        """Return the value (ns) at quantile q in [0, 1] within 10**-sigfigs; NaN when empty."""
+    def quantiles(self, qs: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Return the values (ns, float64 array shaped like qs) at each quantile in [0, 1]."""
+    @property
+    def count(self) -> int:
+        """Values recorded in range."""
+    @property
+    def underflow(self) -> int:
+        """Values < 0 seen (not recorded)."""
+    @property
+    def overflow(self) -> int:
+        """Values > highest_ns seen (not recorded)."""
+    @property
+    def total_count(self) -> int:
+        """All values seen: count + underflow + overflow."""
+    @property
+    def min(self) -> int:
+        """Exact smallest in-range value (ns); 0 when empty."""
+    @property
+    def max(self) -> int:
+        """Exact largest in-range value (ns); 0 when empty."""
+    @property
+    def sum(self) -> int:
+        """Exact sum of the in-range values (ns, 128-bit accumulator)."""
+    @property
+    def mean(self) -> float:
+        """Exact mean of the in-range values (ns, sum / count); NaN when empty."""
+    @property
+    def counts(self) -> npt.NDArray[np.int64]:
+        """Return a read-only int64 numpy view of the bucket counts (length counts_len)."""
+    @property
+    def nbytes(self) -> int:
+        """Memory of this object in bytes, counts included."""
+    def bucket_bounds(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
+                                     npt.NDArray[np.int64]]:
+        """Return ``(lowest_ns, highest_ns, counts)`` of the non-empty buckets, bounds inclusive."""
+    def reset(self) -> None:
+        """Forget every value (counts, stats, underflow and overflow)."""
+    def copy(self) -> LogLinearHistogram:
+        """Return an independent copy."""
+    def encode(self) -> bytes:
+        """Return the histogram as compact bytes (zlib; exact round trip via ``decode``)."""
+    @classmethod
+    def decode(cls, data: bytes | bytearray | memoryview) -> LogLinearHistogram:
+        """Rebuild a histogram from ``encode()`` bytes; ValueError on anything else."""
+    def __eq__(self, other: object) -> bool: ...
+    __hash__: None  # type: ignore[assignment]

@@ -31,9 +31,11 @@ EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 class _Feed:
     """Receives drained batches; holds them until t0 is known, then feeds results and sinks."""
 
-    def __init__(self, plan: RunPlan, sink):
+    def __init__(self, plan: RunPlan, out_dir: Path | None, meta: dict):
         self.plan = plan
-        self.sink = sink
+        self.out_dir = out_dir
+        self.meta = meta
+        self.sink = None
         self.results = None
         self.early: list[tuple[np.ndarray, np.ndarray]] = []
 
@@ -44,8 +46,11 @@ class _Feed:
         self.results = RunResults(
             t0_ns, t0_unix_ns=t0_unix_ns, targets=[target], open_loop=p.mode == "open",
             offered_rps=p.rps, duration_s=p.duration_s, max_token_stamps=p.max_token_stamps)
-        if self.sink is not None:
-            self.sink.start(t0_ns)
+        if self.out_dir is not None:
+            from lens.output.parquet import ParquetSink
+
+            self.meta["t0_unix_ns"] = t0_unix_ns
+            self.sink = ParquetSink(self.out_dir, t0_ns, self.meta, targets=[target])
         for rows, tokens in self.early:
             self._feed(rows, tokens)
         self.early.clear()
@@ -64,7 +69,14 @@ class _Feed:
         if len(tokens):
             self.results.add_tokens(tokens)
         if self.sink is not None:
-            self.sink.write(rows, tokens)
+            if len(rows):
+                self.sink.write_rows(rows)
+            if len(tokens):
+                self.sink.write_tokens(tokens)
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
 
 
 def metadata(plan: RunPlan, argv: list[str] | None, embedded: bool) -> dict[str, Any]:
@@ -94,20 +106,17 @@ def execute(plan: RunPlan, out_dir: str | os.PathLike | None = None, *, on_tick=
     from lens.output.summary import build_summary, write_summary
 
     meta = metadata(plan, argv, embedded)
+    out = None
+    if out_dir is not None:
+        out = Path(out_dir)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunError(f"cannot create the output directory {str(out)!r}: "
+                           f"{e.strerror}") from e
     with ExitStack() as stack:
-        sink = None
-        if out_dir is not None:
-            out = Path(out_dir)
-            try:
-                out.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise RunError(f"cannot create the output directory {str(out)!r}: "
-                               f"{e.strerror}") from e
-            from lens.output.parquet import ParquetSink
-
-            sink = ParquetSink(out, meta)
-            stack.callback(sink.close)
-        feed = _Feed(plan, sink)
+        feed = _Feed(plan, out, meta)
+        stack.callback(feed.close)
         sup = Supervisor(plan, feed, on_tick=None, cpus=cpus)
         target = {"provider": "openai", "model": plan.model, "url": plan.url,
                   "endpoint": plan.endpoint}
@@ -131,11 +140,10 @@ def execute(plan: RunPlan, out_dir: str | os.PathLike | None = None, *, on_tick=
         if outcome.died:
             meta["workers_died"] = outcome.died
         meta["duration_s"] = round((outcome.t_end_ns - outcome.t0_ns) / 1e9, 6)
-        if sink is not None:
-            sink.metadata.update(meta)
+        feed.close()
         summary = build_summary(results, meta)
-        if out_dir is not None:
-            write_summary(Path(out_dir) / "summary.json", summary)
+        if out is not None:
+            write_summary(out / "summary.json", summary)
     return summary, results, outcome
 
 

@@ -5,6 +5,7 @@ Layout of the shared block (int64 words)::
     word 0        head: records ever published by the producer   (own cache line)
     word 1..7     magic, capacity, record_words, spilled, max_pending, closed, reserved
     word 8        tail: records ever consumed                      (own cache line)
+    word 9..15    counters the producer publishes for the consumer (``set_counter``)
     word 16..     capacity * record_words words of records; record i lives at slot i & (capacity-1)
 
 The producer writes a record, then publishes it by storing ``head + 1`` with release order.
@@ -37,6 +38,7 @@ DEF MAX_PENDING = 5
 DEF CLOSED = 6
 DEF TAIL = 8
 DEF HEADER_WORDS = 16
+DEF COUNTERS = 7                # words 9..15: producer counters (sent, in flight, …)
 DEF RING_MAGIC = 0x4C454E5352494E47  # "LENSRING"
 
 
@@ -275,6 +277,24 @@ cdef class Ring:
         if self._hdr == NULL:
             raise ValueError("ring is closed")
         return lens_load_acquire(&self._hdr[CLOSED]) != 0
+
+    ### Counters ###
+
+    def set_counter(self, int i, int64_t value):
+        """Publish a producer-side counter ``i`` (0..6) for the consumer (live progress)."""
+        if self._hdr == NULL:
+            raise ValueError("ring is closed")
+        if i < 0 or i >= COUNTERS:
+            raise IndexError(f"counter {i} out of range 0..{COUNTERS - 1}")
+        lens_store_release(&self._hdr[TAIL + 1 + i], value)
+
+    def counter(self, int i):
+        """Read counter ``i`` (0..6) as last published by the producer."""
+        if self._hdr == NULL:
+            raise ValueError("ring is closed")
+        if i < 0 or i >= COUNTERS:
+            raise IndexError(f"counter {i} out of range 0..{COUNTERS - 1}")
+        return lens_load_acquire(&self._hdr[TAIL + 1 + i])
 
     cdef _release(self):
         self._hdr = NULL

@@ -11,6 +11,17 @@ from lens.engine.plan import RunPlan
 REFRESH_S = 0.25
 
 
+def progress_text(plan: RunPlan, elapsed: float, sent: int, s) -> str:
+    """Format one progress line from a ``RunResults.snapshot()``."""
+    total = f"/{plan.duration_s:.0f}s" if plan.duration_s else ""
+    of = f"/{plan.requests}" if plan.requests else ""
+    ttft = "–" if s.ttft_p50_ms is None or s.ttft_p50_ms != s.ttft_p50_ms \
+        else f"{s.ttft_p50_ms:.1f} ms"
+    return (f"{elapsed:6.1f}s{total}  sent {sent}{of}  completed {s.completed}  "
+            f"failed {s.failed}  in flight {s.in_flight}  achieved {s.achieved_rps:.1f} req/s  "
+            f"TTFT p50 {ttft}")
+
+
 class ProgressLine:
     """elapsed/total · sent · completed · failed · in flight · achieved rps · p50 TTFT."""
 
@@ -26,15 +37,10 @@ class ProgressLine:
         if now - self._last < REFRESH_S or results is None:
             return
         self._last = now
+        sent, in_flight, _ = supervisor.counters()
+        results.in_flight = in_flight
         s = results.snapshot()
-        total = f"/{self.plan.duration_s:.0f}s" if self.plan.duration_s else ""
-        sent = f"{s.completed + s.failed}" + (f"/{self.plan.requests}" if self.plan.requests
-                                               else "")
-        ttft = f"{s.ttft_p50_ms:.1f} ms" if s.ttft_p50_ms == s.ttft_p50_ms and \
-            s.ttft_p50_ms is not None else "–"
-        self.live.update(Text(
-            f"{elapsed:6.1f}s{total}  done {sent}  ok {s.completed}  failed {s.failed}  "
-            f"achieved {s.achieved_rps:.1f} req/s  TTFT p50 {ttft}"), refresh=True)
+        self.live.update(Text(progress_text(self.plan, elapsed, sent, s)), refresh=True)
 
     def close(self) -> None:
         self.live.stop()

@@ -141,6 +141,17 @@ class Supervisor:
                         w.died = f"worker {w.index} (pid {w.process.pid}) died ({how})"
                         self.outcome.died.append(w.died)
 
+    def counters(self) -> tuple[int, int, int]:
+        """Return (sent, in flight, dropped) summed over workers, as they last published."""
+        from lens.engine.worker import COUNTER_DROPPED, COUNTER_IN_FLIGHT, COUNTER_SENT
+
+        sent = infl = dropped = 0
+        for w in self.workers:
+            sent += w.rows.counter(COUNTER_SENT)
+            infl += w.rows.counter(COUNTER_IN_FLIGHT)
+            dropped += w.rows.counter(COUNTER_DROPPED)
+        return sent, infl, dropped
+
     def _on_message(self, w: WorkerState, msg: tuple) -> None:
         kind = msg[0]
         if kind == "ready":

@@ -56,6 +56,7 @@ SWEEP_S = 0.02                   # timeout sweep period
 LAG_PERIOD_S = 0.01              # event-loop lag probe period
 STOP_GRACE_S = 2.0               # in-flight grace after a stop from the parent
 MAX_ERROR_SAMPLES = 5
+COUNTER_SENT, COUNTER_IN_FLIGHT, COUNTER_DROPPED = 0, 1, 2   # row-ring counters
 
 
 def worker_share(total: int, worker: int, workers: int) -> int:
@@ -334,10 +335,17 @@ class Worker:
         if self.load_done and self.in_flight == 0 and not self.finished.is_set():
             self.finished.set()
 
+    def publish_counters(self) -> None:
+        """Publish sent / in flight / dropped for the parent's progress line."""
+        self.rows.set_counter(COUNTER_SENT, self.sent)
+        self.rows.set_counter(COUNTER_IN_FLIGHT, self.in_flight)
+        self.rows.set_counter(COUNTER_DROPPED, self.dropped)
+
     def _sweep(self) -> None:
-        """Fail requests past their first-token or total deadline."""
+        """Fail requests past their first-token or total deadline; publish counters."""
         if self.finished.is_set():
             return
+        self.publish_counters()
         now = now_ns()
         rec = self.recorder
         for conn in list(self.busy):
@@ -483,6 +491,7 @@ class Worker:
         await self.finished.wait()
         cpu1 = os.times()
         wall1 = time.monotonic()
+        self.publish_counters()
         for conn in self.idle:
             conn.close()
         if self.httpx is not None:

@@ -377,3 +377,15 @@ def test_create_with_taken_name_raises(make_ring):
     ring = make_ring(capacity=4, record_words=1)
     with pytest.raises(FileExistsError):
         Ring(ring.name, capacity=4, record_words=1)
+
+
+def test_counters_are_published_to_the_consumer():
+    with Ring(capacity=8, record_words=1) as r:
+        assert r.counter(0) == 0
+        r.set_counter(0, 41)
+        r.set_counter(6, -3)
+        assert (r.counter(0), r.counter(6)) == (41, -3)
+        with pytest.raises(IndexError):
+            r.set_counter(7, 1)
+        with pytest.raises(IndexError):
+            r.counter(-1)

@@ -192,3 +192,15 @@ def test_connect_errors_are_classified():
     assert classify_connect_error(socket.gaierror()) == E.DNS
     assert classify_connect_error(ssl.SSLCertVerificationError()) == E.TLS
     assert classify_connect_error(ConnectionRefusedError()) == E.CONNECT
+
+
+def test_progress_text_names_every_figure():
+    from lens.engine.progress import progress_text
+    from lens.output.results import Progress
+
+    plan = RunPlan(url="http://h/v1", rps=10, duration_s=30)
+    text = progress_text(plan, 12.34, 120, Progress(100, 3, 0, 17, 9.87, 21.5))
+    for part in ("12.3s/30s", "sent 120", "completed 100", "failed 3", "in flight 17",
+                 "achieved 9.9 req/s", "TTFT p50 21.5 ms"):
+        assert part in text
+    assert "TTFT p50 –" in progress_text(plan, 1, 0, Progress(0, 0, 0, 0, 0.0, None))

@@ -193,6 +193,8 @@ def run_and_report(plan: RunPlan, *, embedded: bool, output: str | None, progres
     from lens.output.table import render_table
 
     console = Console(stderr=False)
+    if not console.is_terminal:           # piped or in CI: the full table, not a narrow one
+        console = Console(stderr=False, width=120)
     err = Console(stderr=True)
     out_dir = output or default_output_dir()
     with ExitStack() as stack:

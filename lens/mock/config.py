@@ -1,0 +1,79 @@
+"""The settings of one mock endpoint, validated once at the boundary (no I/O here)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from lens.errors import ConfigError
+from lens.mock.distributions import DistSpec
+
+__all__ = ["MockConfig", "parse_cpus"]
+
+
+@dataclass(frozen=True)
+class MockConfig:
+    """Everything ``lens-fast mock`` takes; defaults match the command's."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    model: str = "lens-mock"
+    ttft: DistSpec = field(default_factory=lambda: DistSpec("fixed", 20.0, 0.0))
+    itl: DistSpec = field(default_factory=lambda: DistSpec("fixed", 2.0, 0.0))
+    #: Tokens per response; None: the request's max_tokens (16 when absent).
+    output_tokens: int | None = None
+    #: Requests generating at once; 0: no limit.
+    max_concurrency: int = 0
+    batch_slowdown: float = 0.0
+    seed: int = 0
+    truth_file: str | None = None
+    truth_limit: int = 100_000
+    #: CPUs to pin to; worker k runs on cpus[k % len(cpus)]. None: no pinning.
+    cpus: tuple[int, ...] | None = None
+
+    def validate(self) -> MockConfig:
+        """Raise ConfigError naming the first bad setting; return self."""
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port must be 0..65535 (got {self.port}); 0 picks a free port")
+        if self.workers < 1:
+            raise ConfigError(f"--workers must be >= 1 (got {self.workers})")
+        if not self.model:
+            raise ConfigError("--model must not be empty")
+        self.ttft.validate("ttft")
+        self.itl.validate("itl")
+        if self.output_tokens is not None and self.output_tokens < 1:
+            raise ConfigError(f"--output-tokens must be >= 1 (got {self.output_tokens}); "
+                              "leave it out to follow each request's max_tokens")
+        if self.max_concurrency < 0:
+            raise ConfigError(f"--max-concurrency must be >= 0 (got {self.max_concurrency}); "
+                              "0 means no limit")
+        if not self.batch_slowdown >= 0:
+            raise ConfigError(f"--batch-slowdown must be >= 0 (got {self.batch_slowdown})")
+        if self.truth_limit < 0:
+            raise ConfigError(f"--truth-limit must be >= 0 (got {self.truth_limit}); "
+                              "0 records nothing")
+        if self.cpus is not None:
+            allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+            bad = [c for c in self.cpus if allowed is not None and c not in allowed]
+            if bad or not self.cpus:
+                raise ConfigError(f"--cpu {','.join(map(str, self.cpus))} names CPUs this process "
+                                  f"cannot use; allowed: {sorted(allowed or [])}")
+        return self
+
+    def cpu_of(self, worker: int) -> int | None:
+        """Return the CPU worker ``worker`` is pinned to, or None."""
+        return None if not self.cpus else self.cpus[worker % len(self.cpus)]
+
+
+def parse_cpus(text: str) -> tuple[int, ...]:
+    """Parse a CPU list such as ``1``, ``2,3`` or ``0-3,6``; raise ConfigError when malformed."""
+    cpus: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            cpus.extend(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise ConfigError(f"--cpu must be a CPU list like 1, 2,3 or 0-3 (got {text!r})") from None
+    if not cpus:
+        raise ConfigError(f"--cpu must name at least one CPU (got {text!r})")
+    return tuple(cpus)

@@ -1,0 +1,576 @@
+"""One mock worker: an OpenAI-compatible streaming endpoint on uvloop + httptools.
+
+Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``,
+``GET /lens/truth`` (this worker's truth record as ``.npz`` bytes), ``GET /health``.
+
+Per token the worker does as little Python as it can: the bytes are precomputed
+(``lens.mock.wire``), and tokens are paced by a timer wheel rather than one coroutine or
+timer per token. A stream's token deadlines are absolute (``deadline += itl``), so timer
+lateness never accumulates. Deadlines are rounded to 0.1 ms slots; one wake-up
+(``lens.mock.wakeup``: a timerfd on Linux) is armed at the earliest slot, and every token of
+that slot is written when it fires, each with its own ``write()`` (its own packet, as real
+servers send them). Only a fixed ITL of 0 writes all tokens at once.
+
+Timing model (see ``lens.mock.capacity``): a request is admitted when it gets a concurrency
+slot; its first token is due ``ttft`` after admission; each later one an ITL (scaled by the
+batch slowdown) after the previous one. For a streamed request the headers (and the chat role
+event) are written as soon as the request is read, before any queueing, as servers built on
+Starlette do; a non-streamed response is written whole when its last token is due.
+"""
+from __future__ import annotations
+
+import asyncio
+import gc
+import heapq
+import os
+import signal
+import socket
+import time
+from array import array
+from collections import deque
+from collections.abc import Callable
+
+import httptools
+import orjson
+
+from lens.errors import ConfigError
+from lens.mock import wire
+from lens.mock.capacity import itl_factor
+from lens.mock.config import MockConfig
+from lens.mock.distributions import Sampler
+from lens.mock.truth import TruthRecorder
+from lens.mock.wakeup import make_wakeup
+
+__all__ = ["MockServer", "bind_socket", "serve"]
+
+_clock = time.clock_gettime_ns
+_MONO = time.CLOCK_MONOTONIC  # the clock of lens._core.now_ns and of libuv's timers
+#: Width of a slot of the timer wheel: tokens due within the same 0.1 ms go out in one wake-up.
+_SLOT_NS = 100_000
+_HALF_SLOT_NS = _SLOT_NS // 2
+#: Least time between two wake-ups. Each costs far more than a token write (a timer interrupt,
+#: tens of µs under virtualisation), so under load tokens due within 0.5 ms of the last wake-up
+#: wait for the next one: at most 0.5 ms late, at most ~2,000 wake-ups/s.
+_MIN_WAKE_GAP_NS = 500_000
+_NEVER = 1 << 62
+_WORD_MASK = wire.WORD_MASK
+_BACKLOG = 4096
+_MAX_BODY = 64 << 20
+
+
+def bind_socket(host: str, port: int, listen: bool = True, reuse_port: bool = False,
+                ) -> socket.socket:
+    """Return a non-blocking TCP socket bound to host:port (listening when ``listen``).
+
+    ``reuse_port`` sets SO_REUSEPORT, for workers sharing a port; a lone worker leaves it off,
+    so that a port already taken is reported rather than silently shared. Raise ConfigError
+    when the address cannot be bound.
+    """
+    try:
+        family, type_, proto, _, addr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as e:
+        raise ConfigError(f"--host {host!r} does not resolve: {e.strerror}") from e
+    sock = socket.socket(family, type_, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(addr)
+        if listen:
+            sock.listen(_BACKLOG)
+        sock.setblocking(False)
+    except OSError as e:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror}; "
+                          "choose another --port, or --port 0 for a free one") from e
+    return sock
+
+
+class _Request:
+    __slots__ = ("body", "keep_alive", "method", "request_id", "t_received_ns", "url")
+
+    def __init__(self, t_received_ns: int, method: bytes, url: bytes, request_id: str | None,
+                 body: bytes, keep_alive: bool) -> None:
+        self.t_received_ns = t_received_ns
+        self.method = method
+        self.url = url
+        self.request_id = request_id
+        self.body = body
+        self.keep_alive = keep_alive
+
+
+class _Stream:
+    """One completion request from admission to its last write."""
+
+    __slots__ = (
+        "admitted",
+        "closed",
+        "conn",
+        "deadline",
+        "end",
+        "frames",
+        "i",
+        "keep_alive",
+        "last",
+        "row",
+        "stream",
+        "tok_base",
+        "write",
+    )
+
+    def __init__(self, conn: _Connection, stream: bool, frames: list[bytes], end: bytes,
+                 n_tokens: int, row: int, tok_base: int, keep_alive: bool) -> None:
+        self.conn = conn
+        self.write = conn.transport.write
+        self.stream = stream
+        self.frames = frames  # token i is frames[i % len(WORDS)]
+        self.end = end  # streamed: the frames after the last token; else the whole response
+        self.i = 0
+        self.last = n_tokens - 1
+        self.deadline = 0
+        self.row = row
+        self.tok_base = tok_base
+        self.keep_alive = keep_alive
+        self.admitted = False
+        self.closed = False
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parse requests with httptools, serve them in order."""
+
+    def __init__(self, server: MockServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.parser = httptools.HttpRequestParser(self)
+        self.pending: deque[_Request] = deque()
+        self.active: _Stream | None = None
+        self.closed = False
+        self._url = b""
+        self._request_id: str | None = None
+        self._body: list[bytes] = []
+        self._body_len = 0
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(400, "protocol upgrades are not supported")
+        except httptools.HttpParserError as e:
+            self._fail(400, f"malformed HTTP request: {e}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        if self.active is not None:
+            self.server.abort(self.active)
+            self.active = None
+        self.pending.clear()
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._request_id = None
+        self._body = []
+        self._body_len = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) == 12 and name.lower() == b"x-request-id":
+            self._request_id = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        self._body_len += len(body)
+        if self._body_len > _MAX_BODY:
+            raise ValueError("request body over 64 MiB")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        t = _clock(_MONO)
+        p = self.parser
+        self.pending.append(_Request(t, p.get_method(), self._url, self._request_id,
+                                     b"".join(self._body), p.should_keep_alive()))
+        if self.active is None:
+            self.serve_pending()
+
+    # helpers
+
+    def serve_pending(self) -> None:
+        """Serve queued requests until one starts a stream or the connection closes."""
+        while self.pending and self.active is None and not self.closed:
+            req = self.pending.popleft()
+            self.server.handle(self, req)
+            if not req.keep_alive and self.active is None:
+                self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def _fail(self, status: int, message: str) -> None:
+        # mid-stream (bad bytes pipelined behind a request), an error body would corrupt the
+        # stream: just close
+        if not self.closed and self.active is None:
+            self.transport.write(self.server.json(status, wire.error_body(message), False))
+        self.close()
+
+
+class MockServer:
+    """The state of one worker: samplers, capacity, the timer wheel and the truth record."""
+
+    def __init__(self, config: MockConfig, worker: int = 0) -> None:
+        import numpy as np
+
+        self.config = config
+        self.worker = worker
+        self.pid = os.getpid()
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._stop: asyncio.Event | None = None
+        self.connections: set[_Connection] = set()
+        self.truth = TruthRecorder(config.truth_limit, worker, self.pid)
+        self._ttft = Sampler(config.ttft, np.random.default_rng([config.seed, worker, 0]))
+        self._itl = Sampler(config.itl, np.random.default_rng([config.seed, worker, 1]))
+        self._burst = config.itl.is_constant and config.itl.mean_ms == 0
+        self._limit = config.max_concurrency
+        self._slowdown = config.batch_slowdown
+        self.active = 0
+        self.queue: deque[_Stream] = deque()
+        self._slots: dict[int, list[_Stream]] = {}  # slot -> streams with a token due in it
+        self._heap: list[int] = []  # the keys of _slots, as a heap
+        self._armed_ns = _NEVER  # when the wake-up is armed for
+        self._wake_floor_ns = 0  # no wake-up before this (the last one + _MIN_WAKE_GAP_NS)
+        self._firing = False
+        self._wakeup = None
+        self._seq = 0
+        self._head = {ka: wire.stream_head(worker, self.pid, ka) for ka in (True, False)}
+        self._models_body = orjson.dumps({"object": "list", "data": [{
+            "id": config.model, "object": "model", "created": int(time.time()),
+            "owned_by": "lens-fast"}]})
+
+    def json(self, status: int, body: bytes, keep_alive: bool,
+             content_type: bytes = b"application/json") -> bytes:
+        """Return a whole response carrying this worker's headers."""
+        return wire.json_response(status, body, self.worker, self.pid, keep_alive, content_type)
+
+    def protocol(self) -> _Connection:
+        """Return a protocol for a new connection (the ``create_server`` factory)."""
+        return _Connection(self)
+
+    # routing
+
+    def handle(self, conn: _Connection, req: _Request) -> None:
+        """Answer one request, or start its stream (then ``conn.active`` is set)."""
+        path = req.url.partition(b"?")[0]
+        method = req.method
+        if path == b"/v1/chat/completions" or path == b"/v1/completions":
+            if method != b"POST":
+                return self._reply(conn, req, 405, f"use POST for {path.decode()}")
+            chat = path == b"/v1/chat/completions"
+            return self._completion(conn, req, wire.CHAT if chat else wire.COMPLETIONS)
+        if path in (b"/v1/models", b"/lens/truth", b"/health"):
+            if method != b"GET":
+                return self._reply(conn, req, 405, f"use GET for {path.decode()}")
+            if path == b"/v1/models":
+                conn.transport.write(self.json(200, self._models_body, req.keep_alive))
+            elif path == b"/lens/truth":
+                conn.transport.write(self.json(200, self.truth.to_npz(), req.keep_alive,
+                                               b"application/octet-stream"))
+            else:
+                conn.transport.write(self.json(200, b"{}", req.keep_alive))
+            return None
+        return self._reply(conn, req, 404, f"no route for {method.decode('latin-1')} "
+                           f"{path.decode('latin-1')}; the mock serves /v1/chat/completions, "
+                           "/v1/completions and /v1/models", code="not_found")
+
+    def _reply(self, conn: _Connection, req: _Request, status: int, message: str,
+               param: str | None = None, code: str | None = None) -> None:
+        conn.transport.write(self.json(status, wire.error_body(message, param=param, code=code),
+                                       req.keep_alive))
+
+    def _completion(self, conn: _Connection, req: _Request, dialect: wire.Dialect) -> None:
+        try:
+            body = orjson.loads(req.body)
+        except orjson.JSONDecodeError as e:
+            return self._reply(conn, req, 400, f"We could not parse the JSON body of your "
+                               f"request ({e}).")
+        if not isinstance(body, dict):
+            return self._reply(conn, req, 400, "The request body must be a JSON object.")
+        model = body.get("model", self.config.model)
+        if not isinstance(model, str):
+            return self._reply(conn, req, 400, "'model' must be a string.", "model")
+        try:
+            prompt_chars = _prompt_chars(body, dialect.is_chat)
+        except ValueError as e:
+            return self._reply(conn, req, 400, str(e), "messages" if dialect.is_chat else "prompt")
+        key = "max_tokens"
+        if dialect.is_chat and body.get("max_completion_tokens") is not None:
+            key = "max_completion_tokens"
+        max_tokens = body.get(key)
+        if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 1):
+            return self._reply(conn, req, 400, f"'{key}' must be an integer >= 1 "
+                               f"(got {max_tokens!r}).", key)
+        n_tokens = max_tokens or 16
+        finish_reason = "length"
+        override = self.config.output_tokens
+        if override is not None and (max_tokens is None or override < max_tokens):
+            n_tokens, finish_reason = override, "stop"
+        stream = body.get("stream") is True
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        prompt_tokens = (prompt_chars + 3) // 4
+
+        self._seq += 1
+        request_id = req.request_id or f"w{self.worker}-{self._seq}"
+        response_id = f"{dialect.id_prefix}lens{self.worker}x{self._seq}"
+        created = int(time.time())  # a wall-clock field of the wire format, not a timing
+        truth = self.truth
+        row = truth.begin(request_id, req.t_received_ns, stream, n_tokens)
+        tok_base = truth.token_offset[row] if row >= 0 and stream else -1
+        if stream:
+            prefix = dialect.prefix(response_id, created, orjson.dumps(model))
+            end = dialect.end_frames(prefix, finish_reason, prompt_tokens, n_tokens, include_usage)
+            st = _Stream(conn, True, dialect.token_frames(prefix, n_tokens), end, n_tokens, row,
+                         tok_base, req.keep_alive)
+            head = self._head[req.keep_alive] + dialect.first_frame(prefix)
+            t = _clock(_MONO)
+            conn.transport.write(head)
+            if row >= 0:
+                truth.t_headers_ns[row] = t
+        else:
+            body_bytes = dialect.body(response_id, created, model, finish_reason, prompt_tokens,
+                                      n_tokens)
+            st = _Stream(conn, False, [], self.json(200, body_bytes, req.keep_alive), n_tokens,
+                         row, -1, req.keep_alive)
+        conn.active = st
+        if self._limit == 0 or self.active < self._limit:
+            self._admit(st, _clock(_MONO))
+        else:
+            self.queue.append(st)
+        return None
+
+    # capacity and pacing
+
+    def _admit(self, st: _Stream, now: int) -> None:
+        self.active += 1
+        st.admitted = True
+        if st.row >= 0:
+            self.truth.t_admitted_ns[st.row] = now
+        st.deadline = now + self._ttft.next_ns()
+        self._at(st, st.deadline)
+
+    def _release(self, now: int) -> None:
+        self.active -= 1
+        queue = self.queue
+        while queue:
+            st = queue.popleft()
+            if not st.closed:
+                self._admit(st, now)
+                return
+
+    def _at(self, st: _Stream, deadline: int) -> None:
+        key = (deadline + _HALF_SLOT_NS) // _SLOT_NS
+        lst = self._slots.get(key)
+        if lst is not None:
+            lst.append(st)
+            return
+        self._slots[key] = [st]
+        heapq.heappush(self._heap, key)
+        if not self._firing:  # _fire arms when it is done
+            self._arm(key)
+
+    def _arm(self, key: int) -> None:
+        t = max(key * _SLOT_NS, self._wake_floor_ns)
+        if t < self._armed_ns:
+            self._armed_ns = t
+            self._wakeup.arm(t)
+
+    def _fire(self) -> None:
+        """Write the tokens of every slot that has come (the wake-up's callback)."""
+        now = _clock(_MONO)
+        self._armed_ns = _NEVER
+        self._wake_floor_ns = now + _MIN_WAKE_GAP_NS
+        self._firing = True
+        heap = self._heap
+        slots = self._slots
+        # Slots added while this runs and already due (a stream behind its schedule) are
+        # served in this same pass; `limit` bounds the pass so that reads are not starved.
+        limit = now // _SLOT_NS
+        try:
+            while heap and heap[0] <= limit:
+                self._write_slot(slots.pop(heapq.heappop(heap)))
+        finally:
+            self._firing = False
+            if heap:
+                self._arm(heap[0])
+            else:
+                self._wakeup.disarm()
+
+    def _write_slot(self, lst: list[_Stream]) -> None:
+        clock = _clock
+        mono = _MONO
+        tokens = self.truth.tokens
+        slots = self._slots
+        itl_const = self._itl.constant_ns
+        slowdown = self._slowdown
+        if self._burst:
+            for st in lst:
+                if not st.closed:
+                    self._write_all(st, clock(mono))
+            return
+        for st in lst:
+            if st.closed:
+                continue
+            i = st.i
+            now = clock(mono)
+            if i == st.last:
+                st.write(st.frames[i & _WORD_MASK] + st.end if st.stream else st.end)
+                if st.tok_base >= 0:
+                    tokens[st.tok_base + i] = now
+                self._finish(st, now)
+                continue
+            if st.stream:
+                st.write(st.frames[i & _WORD_MASK])
+                if st.tok_base >= 0:
+                    tokens[st.tok_base + i] = now
+            st.i = i + 1
+            itl = self._itl.next_ns() if itl_const is None else itl_const
+            if slowdown and self.active > 1:
+                itl = int(itl * itl_factor(self.active, slowdown))
+            deadline = st.deadline + itl
+            st.deadline = deadline
+            nxt = slots.get((deadline + _HALF_SLOT_NS) // _SLOT_NS)
+            if nxt is None:
+                self._at(st, deadline)
+            else:
+                nxt.append(st)
+
+    def _write_all(self, st: _Stream, now: int) -> None:
+        """Write every token and the end in one write (fixed ITL of 0)."""
+        n = st.last + 1
+        if st.stream:
+            k = len(st.frames)
+            st.write(b"".join(st.frames) * (n // k) + b"".join(st.frames[:n % k]) + st.end)
+            if st.tok_base >= 0:
+                self.truth.tokens[st.tok_base:st.tok_base + n] = array("q", [now]) * n
+        else:
+            st.write(st.end)
+        st.i = st.last
+        self._finish(st, now)
+
+    def _finish(self, st: _Stream, now: int) -> None:
+        st.closed = True
+        row = st.row
+        if row >= 0:
+            truth = self.truth
+            truth.t_done_ns[row] = now
+            if st.stream:
+                truth.token_count[row] = st.last + 1
+            else:
+                truth.t_headers_ns[row] = now
+        self._release(now)
+        conn = st.conn
+        conn.active = None
+        if not st.keep_alive:
+            conn.close()
+        elif conn.pending:
+            conn.serve_pending()
+
+    def abort(self, st: _Stream) -> None:
+        """Forget a stream whose client went away (its truth row keeps the tokens written)."""
+        if st.closed:
+            return
+        st.closed = True
+        if st.row >= 0 and st.stream:
+            self.truth.token_count[st.row] = st.i
+        if st.admitted:
+            self._release(_clock(_MONO))
+
+    # running
+
+    def run(self, sock: socket.socket | None = None,
+            on_ready: Callable[[int], None] | None = None, standalone: bool = True) -> None:
+        """Serve on a uvloop loop until SIGTERM/SIGINT or ``stop()``.
+
+        ``sock`` is a listening socket (default: bind ``config.host:config.port``); ``on_ready``
+        is called with the port once connections are accepted. On stop the worker closes its
+        connections and writes ``<truth_file>.<worker>`` when ``config.truth_file`` is set.
+        ``standalone`` (the process is the mock's own, main thread) installs the signal
+        handlers and freezes the start-up objects out of GC; pass False to run in a thread.
+        """
+        import uvloop
+
+        if sock is None:
+            sock = bind_socket(self.config.host, self.config.port)
+        with sock, asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(self._run(sock, on_ready, standalone))
+
+    def stop(self) -> None:
+        """Ask a running server to stop; safe to call from any thread."""
+        if self.loop is not None and self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+
+    async def _run(self, sock: socket.socket, on_ready: Callable[[int], None] | None,
+                   standalone: bool) -> None:
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self.loop = loop
+        self._wakeup = make_wakeup(loop, self._fire)
+        if standalone:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._stop.set)
+        srv = await loop.create_server(self.protocol, sock=sock, backlog=_BACKLOG)
+        try:
+            if standalone:
+                gc.freeze()  # start-up objects live for the whole run; keep them out of GC
+            if on_ready is not None:
+                on_ready(sock.getsockname()[1])
+            await self._stop.wait()
+        finally:
+            srv.close()
+            for conn in list(self.connections):
+                conn.close()
+            await asyncio.sleep(0)  # let connection_lost run for the closed transports
+            await srv.wait_closed()
+            self._wakeup.close()
+            if self.config.truth_file:
+                self.truth.dump(f"{self.config.truth_file}.{self.worker}")
+
+
+def _prompt_chars(body: dict, chat: bool) -> int:
+    """Return the characters of the prompt (messages' text for chat); raise ValueError."""
+    if chat:
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            raise ValueError("'messages' is a required property and must be an array.")
+        n = 0
+        for m in messages:
+            content = m.get("content") if isinstance(m, dict) else None
+            if isinstance(content, str):
+                n += len(content)
+            elif isinstance(content, list):
+                n += sum(len(p.get("text") or "") for p in content if isinstance(p, dict))
+        return n
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        return len(prompt)
+    if isinstance(prompt, list):
+        # a list of strings, or token ids (4 characters each, so one id counts one token)
+        return sum(len(p) if isinstance(p, str) else 4 for p in prompt)
+    raise ValueError("'prompt' is a required property and must be a string or an array.")
+
+
+def serve(config: MockConfig, worker: int = 0, sock: socket.socket | None = None,
+          on_ready: Callable[[int], None] | None = None) -> None:
+    """Run one worker until SIGTERM/SIGINT (see ``MockServer.run``); bind config's address
+    when ``sock`` is None."""
+    MockServer(config, worker).run(sock, on_ready)

@@ -1,0 +1,89 @@
+"""lens.mock config, flags and MockProcess arguments."""
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from lens.errors import ConfigError
+from lens.mock import DistSpec, MockConfig, MockProcess
+from lens.mock import __all__ as mock_all
+from lens.mock.command import mock_command
+from lens.mock.config import parse_cpus
+from lens.mock.workers import listening_line
+
+
+def test_public_names():
+    assert sorted(mock_all) == ["DistSpec", "MockConfig", "MockProcess", "load_truth",
+                                "saturation_rps"]
+
+
+def test_parse_cpus():
+    assert parse_cpus("1") == (1,)
+    assert parse_cpus("2,3") == (2, 3)
+    assert parse_cpus("0-2,5") == (0, 1, 2, 5)
+    with pytest.raises(ConfigError, match="CPU list like"):
+        parse_cpus("one")
+    with pytest.raises(ConfigError, match="at least one"):
+        parse_cpus("3-1")
+
+
+def test_cpu_of_cycles():
+    c = MockConfig(cpus=(4, 5))
+    assert [c.cpu_of(k) for k in range(3)] == [4, 5, 4]
+    assert MockConfig().cpu_of(0) is None
+
+
+@pytest.mark.parametrize(("kw", "words"), [
+    ({"port": 70000}, "--port must be 0..65535"),
+    ({"workers": 0}, "--workers must be >= 1"),
+    ({"output_tokens": 0}, "--output-tokens must be >= 1"),
+    ({"max_concurrency": -1}, "--max-concurrency must be >= 0"),
+    ({"batch_slowdown": -0.1}, "--batch-slowdown must be >= 0"),
+    ({"truth_limit": -1}, "--truth-limit must be >= 0"),
+    ({"ttft": DistSpec("uniform", 1.0, 5.0)}, "--ttft-spread-ms must be <= --ttft-ms"),
+    ({"cpus": (10_000,)}, "names CPUs this process cannot use"),
+])
+def test_bad_settings(kw, words):
+    with pytest.raises(ConfigError, match=words):
+        MockConfig(**kw).validate()
+
+
+def test_mock_process_validates_before_starting():
+    with pytest.raises(ConfigError, match="--itl-ms must be >= 0"):
+        MockProcess(itl_ms=-1)
+
+
+def test_mock_process_args_mirror_the_flags():
+    m = MockProcess(ttft_ms=5, itl_ms=1.5, itl_dist="normal", itl_spread_ms=0.5,
+                    output_tokens=7, workers=2, max_concurrency=3, batch_slowdown=0.25,
+                    cpu="0", truth_file="/x/t")
+    args = m.args()
+    flags = dict(zip(args[::2], args[1::2], strict=True))
+    assert flags["--ttft-ms"] == "5" and flags["--itl-ms"] == "1.5"
+    assert flags["--itl-dist"] == "normal" and flags["--itl-spread-ms"] == "0.5"
+    assert flags["--output-tokens"] == "7" and flags["--workers"] == "2"
+    assert flags["--max-concurrency"] == "3" and flags["--batch-slowdown"] == "0.25"
+    assert flags["--cpu"] == "0" and flags["--truth-file"] == "/x/t" and flags["--port"] == "0"
+    # and the command accepts every one of them
+    parsed = mock_command.make_context("mock", list(args)).params
+    assert parsed["itl_spread_ms"] == 0.5 and parsed["cpu"] == "0"
+
+
+def test_truth_before_stop_is_an_error():
+    with pytest.raises(RuntimeError, match="call stop"):
+        MockProcess().truth()
+
+
+def test_help_gives_the_formula():
+    out = CliRunner().invoke(mock_command, ["--help"]).output
+    assert "1 + S*(active-1)" in out
+    assert "D = ttft + (T-1)*itl*(1 + S*(C-1))" in out
+    for flag in ("--ttft-dist", "--itl-spread-ms", "--max-concurrency", "--truth-file",
+                 "--truth-limit", "--workers", "--cpu", "--seed", "--model"):
+        assert flag in out
+
+
+def test_listening_line():
+    assert listening_line("127.0.0.1", 8000, 2) == \
+        "lens-fast mock listening on http://127.0.0.1:8000 (2 workers)"
+    assert listening_line("::1", 80, 1) == "lens-fast mock listening on http://[::1]:80 (1 worker)"

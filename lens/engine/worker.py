@@ -475,7 +475,7 @@ class Worker:
         self.t_end_ns = self.t0 + int(plan.duration_s * 1e9) if plan.duration_s else 0
         self.loop.add_reader(self.pipe.fileno(), self.on_pipe)
         delay = max(0.0, (self.t0 - now_ns()) / 1e9)
-        cpu0 = os.times()
+        cpu0 = time.process_time()
         wall0 = time.monotonic()
         if plan.mode == "open":
             if self.ids:
@@ -489,7 +489,7 @@ class Worker:
         if plan.duration_s:
             self.loop.call_later(delay + plan.duration_s, self._duration_over)
         await self.finished.wait()
-        cpu1 = os.times()
+        cpu1 = time.process_time()
         wall1 = time.monotonic()
         self.publish_counters()
         for conn in self.idle:
@@ -505,7 +505,7 @@ class Worker:
             "pid": os.getpid(),
             "sent": self.sent,
             "dropped": self.dropped,
-            "cpu_s": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
+            "cpu_s": cpu1 - cpu0,
             "wall_s": wall1 - wall0,
             "loop_lag_ms": {
                 "p50": lags[len(lags) // 2] / 1e6 if lags else 0.0,

@@ -109,9 +109,9 @@ def test_two_cores_split_the_work(mock_endpoint, tmp_path):
 
 
 def test_httpx_client_agrees_with_the_fast_client(mock_endpoint, tmp_path):
-    fast, _, _, _ = run(mock_endpoint.url, tmp_path, "fast", concurrency=1, requests=30)
-    slow, _, _, _ = run(mock_endpoint.url, tmp_path, "httpx", concurrency=1, requests=30,
+    fast, _, _, _ = run(mock_endpoint.url, tmp_path, "fast", concurrency=1, requests=60)
+    slow, _, _, _ = run(mock_endpoint.url, tmp_path, "httpx", concurrency=1, requests=60,
                         client="httpx")
-    assert slow["counts"]["ok"] == 30
+    assert slow["counts"]["ok"] == 60
     for metric in ("ttft", "itl"):
         assert abs(fast["metrics"][metric]["p50"] - slow["metrics"][metric]["p50"]) < 1.0

@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 from lens._core import ROW_DTYPE, TOKEN_DTYPE, UNSET, Recorder, Ring, now_ns
 from lens._core import stream as S
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "streams"
-if not FIXTURES.exists():  # a clone next to shared/
-    FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "streams"
+# a copy of shared/fixtures/streams (hand-written transcripts with their expected parse)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "streams"
 
 OPENAI_FIXTURES = {
     "openai_chat_basic": S.DIALECT_OPENAI_CHAT,

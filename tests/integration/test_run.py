@@ -55,7 +55,7 @@ def test_closed_loop_keeps_c_in_flight(mock_endpoint, tmp_path):
     assert np.median(steady) == c
 
 
-def test_ttft_and_itl_match_the_mock_at_light_load(tmp_path):
+def test_ttft_and_itl_match_the_mock_at_light_load(tmp_path, untraced):
     with MockProcess(ttft_ms=25.0, itl_ms=3.0) as mock:
         res, rows, tokens, outcome = run(mock.url, tmp_path, concurrency=2, requests=40,
                                          max_tokens=20)
@@ -76,7 +76,7 @@ def test_ttft_and_itl_match_the_mock_at_light_load(tmp_path):
     assert np.median(d) < 1.0
 
 
-def test_open_loop_rate_is_kept(mock_endpoint, tmp_path):
+def test_open_loop_rate_is_kept(mock_endpoint, tmp_path, untraced):
     res, rows, _, _ = run(mock_endpoint.url, tmp_path, rps=200, duration_s=2.0)
     m = measured(rows)
     assert len(m) == 400
@@ -108,7 +108,7 @@ def test_two_cores_split_the_work(mock_endpoint, tmp_path):
     assert len(pids) == 2
 
 
-def test_httpx_client_agrees_with_the_fast_client(mock_endpoint, tmp_path):
+def test_httpx_client_agrees_with_the_fast_client(mock_endpoint, tmp_path, untraced):
     fast, _, _, _ = run(mock_endpoint.url, tmp_path, "fast", concurrency=1, requests=60)
     slow, _, _, _ = run(mock_endpoint.url, tmp_path, "httpx", concurrency=1, requests=60,
                         client="httpx")

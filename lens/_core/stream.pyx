@@ -38,8 +38,16 @@ FRAMING_LENGTH = 1
 FRAMING_UNTIL_CLOSE = 2
 FRAMING_DECODED = 3      # bytes already de-framed by another HTTP client (httpx)
 
-DIALECT_OPENAI_CHAT = 0
-DIALECT_OPENAI_COMPLETIONS = 1
+DIALECT_OPENAI_CHAT = 0          # OpenAI chat and its flavours (azure, vllm, sglang, llamacpp, tgi /v1)
+DIALECT_OPENAI_COMPLETIONS = 1   # legacy /v1/completions
+DIALECT_ANTHROPIC = 2            # Messages API (event: content_block_delta, message_delta, error)
+DIALECT_GEMINI = 3               # streamGenerateContent?alt=sse
+DIALECT_GEMINI_ARRAY = 4         # streamGenerateContent without alt: a streamed JSON array
+DIALECT_COHERE = 5               # v2 chat stream (content-delta, message-end)
+DIALECT_TGI = 6                  # TGI native /generate_stream
+DIALECT_LLAMACPP = 7             # llama.cpp native /completion
+DIALECT_OPENAI_RESPONSES = 8     # OpenAI Responses API
+DIALECT_GENERIC = 9              # generic provider: a Python classifier per event
 
 FINISH_NONE = 0
 FINISH_STOP = 1

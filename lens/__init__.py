@@ -1,5 +1,32 @@
-"""lens-fast: latency profiler and load generator for LLM inference endpoints."""
+"""lens-fast: latency profiler and load generator for LLM inference endpoints.
+
+    import lens
+    plan = lens.RunPlan(url="http://localhost:8000/v1", model="M", rps=20, duration_s=30)
+    summary = lens.run(plan, output="results/")
+"""
 from lens._version import __version__
+from lens.engine.plan import RunPlan, Timeouts
 from lens.errors import ConfigError, EndpointError, LensError, RunError
 
-__all__ = ["ConfigError", "EndpointError", "LensError", "RunError", "__version__"]
+__all__ = [
+    "ConfigError",
+    "EndpointError",
+    "LensError",
+    "RunError",
+    "RunPlan",
+    "Timeouts",
+    "__version__",
+    "run",
+]
+
+
+def run(plan: RunPlan, output: str | None = None) -> dict:
+    """Run a plan and return its summary (the content of summary.json).
+
+    With ``output``, requests.parquet, tokens.parquet and summary.json are written there.
+    Call it under ``if __name__ == "__main__":``: workers are spawned processes.
+    """
+    from lens.engine.runner import execute
+
+    summary, _, _ = execute(plan, output)
+    return summary

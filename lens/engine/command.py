@@ -2,19 +2,87 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from lens.engine.plan import ENDPOINT_PATHS, RunPlan, api_key_from_env, check_url
 from lens.engine.units import parse_duration, parse_timeouts
 from lens.errors import ConfigError
+from lens.providers import PROVIDERS, check_plan, get_provider, key_needed
+from lens.providers.pricing import Prices, load_pricing_file, lookup, parse_price_option
 from lens.workload.arrivals import ARRIVALS
 
 DEFAULT_REQUESTS = 200
 DEFAULT_CONCURRENCY = 16
+DEFAULT_MODEL = "lens-mock"
+#: What --url looks like for the providers without a default one.
+URL_EXAMPLES = {"azure": "https://<resource>.openai.azure.com",
+                "generic": "the endpoint's full URL, e.g. http://localhost:8080/generate_stream"}
 
 
-def build_plan(o: dict, url: str) -> RunPlan:
+def resolve_target(o: dict, provider_given: bool) -> tuple[str | None, bool]:
+    """Return (base URL, embedded): --url, else the embedded mock or the provider's default.
+
+    ``lens-fast run`` without --url and without --provider profiles the embedded mock (the
+    quickstart); with a --provider, the provider's default URL is used (its public API, or
+    the usual local port of a self-hosted server).
+    """
+    if o["url"]:
+        return check_url(o["url"]), False
+    name = o["provider"]
+    if name == "openai" and not provider_given:
+        return None, True
+    default = get_provider(name).default_base_url
+    if default is None:
+        raise ConfigError(f"--provider {name} has no default URL; give --url "
+                          f"({URL_EXAMPLES.get(name, 'the base URL of the endpoint')})")
+    return default, False
+
+
+def resolve_price(o: dict, provider: str, model: str) -> dict | None:
+    """Return the run's price (--price, then --pricing, then the bundled table) or None."""
+    overrides: Prices = {}
+    if o.get("pricing"):
+        overrides.update(load_pricing_file(o["pricing"]))
+    given = [parse_price_option(t) for t in o.get("price") or ()]
+    for name, price in given:
+        overrides[(None, name)] = price
+    price = lookup(provider, model, overrides)
+    if given and (price is None or price.source != "--price"):
+        names = ", ".join(n for n, _ in given)
+        raise ConfigError(f"--price names {names}, but the run's model is {model!r}; give "
+                          f"--price {model}=IN/OUT")
+    return price.as_dict() if price is not None else None
+
+
+def read_template(text: str | None) -> str | None:
+    """Return --body-template's text, reading @FILE."""
+    if text is None or not text.startswith("@"):
+        return text
+    try:
+        return Path(text[1:]).read_text()
+    except OSError as e:
+        raise ConfigError(f"--body-template cannot read {text[1:]!r}: {e.strerror}") from None
+
+
+def check_wire(plan: RunPlan) -> None:
+    """Refuse header values and paths that cannot be sent (control or non-ASCII characters).
+
+    Messages name the header, never its value: it may hold the API key.
+    """
+    provider = get_provider(plan.provider)
+    for name, value in provider.headers(plan, plan.api_key).items():
+        if not (value.isascii() and value.isprintable()):
+            raise ConfigError(f"the {name} header would carry control or non-ASCII "
+                              "characters; check the option or variable it comes from")
+    path = plan.path
+    if not path.isascii() or any(c in path for c in " \r\n"):
+        raise ConfigError(f"the request path {path!r} has spaces or non-ASCII characters; "
+                          "percent-encode them in --url")
+
+
+def build_plan(o: dict, url: str, embedded: bool = False) -> RunPlan:
     """Validate the options of ``run`` and return the plan (ConfigError on bad input)."""
     from lens.engine.supervisor import default_cores
 
@@ -45,11 +113,29 @@ def build_plan(o: dict, url: str) -> RunPlan:
     if duration is None and requests is None:
         requests = DEFAULT_REQUESTS
     cores = o["cores"] or default_cores()
-    return RunPlan(
+    name = o["provider"]
+    provider = get_provider(name)
+    needs_key = not embedded and key_needed(provider, url)
+    model = o["model"]
+    if model is None:
+        if needs_key:
+            raise ConfigError(f"--provider {name} needs --model (the model to request at "
+                              f"{url})")
+        model = DEFAULT_MODEL
+    key_env = o["api_key_env"] or provider.api_key_env
+    api_key = api_key_from_env(key_env)
+    if needs_key and api_key is None:
+        raise ConfigError(f"--provider {name} needs an API key for {url}: set {key_env}, or "
+                          "name the variable that holds it with --api-key-env")
+    if api_key is not None and not (api_key.isascii() and api_key.isprintable()):
+        raise ConfigError(f"the API key in {key_env} has control or non-ASCII characters "
+                          "(a stray newline?); an HTTP header cannot carry them")
+    plan = RunPlan(
         url=url,
-        model=o["model"],
-        endpoint=o["endpoint"],
-        api_key=api_key_from_env(o["api_key_env"]),
+        model=model,
+        provider=name,
+        endpoint=o["endpoint"] or "chat",
+        api_key=api_key,
         cores=cores,
         rps=rps,
         arrival=o["arrival"],
@@ -69,18 +155,48 @@ def build_plan(o: dict, url: str) -> RunPlan:
         insecure=o["insecure"],
         ca_cert=o["ca_cert"],
         include_usage=not o["no_usage"],
+        api_version=o["api_version"],
+        deployment=o["deployment"],
+        anthropic_version=o["anthropic_version"],
+        body_template=read_template(o["body_template"]),
+        token_pointer=o["token_pointer"],
+        ignore_eos=o["ignore_eos"],
+        price=resolve_price(o, name, model),
     )
+    check_plan(plan)
+    check_wire(plan)
+    return plan
 
 
 @click.command("run")
-@click.option("--url", help="Base URL of an OpenAI-compatible endpoint, e.g. "
-              "http://localhost:8000/v1. Without it, run starts the embedded mock endpoint on "
-              "a free loopback port and profiles it.")
-@click.option("--model", default="lens-mock", show_default=True, help="Model name to request.")
-@click.option("--endpoint", type=click.Choice(sorted(ENDPOINT_PATHS)), default="chat",
-              show_default=True, help="chat (/chat/completions) or completions (legacy).")
-@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="VAR",
-              help="Environment variable holding the API key (sent as a bearer token when set).")
+@click.option("--provider", type=click.Choice(list(PROVIDERS)), default="openai",
+              show_default=True, help="The API the endpoint speaks (see docs/providers.md).")
+@click.option("--url", help="Base URL of the endpoint, e.g. http://localhost:8000/v1. Default: "
+              "the provider's (its public API or usual local port); without --url and "
+              "--provider, run starts the embedded mock endpoint and profiles it.")
+@click.option("--model", help=f"Model name to request (default {DEFAULT_MODEL!r}; required "
+              "for hosted APIs).")
+@click.option("--endpoint", type=click.Choice(sorted(ENDPOINT_PATHS)),
+              help="OpenAI-style providers: chat (/chat/completions, the default) or "
+              "completions (legacy).")
+@click.option("--api-key-env", metavar="VAR", help="Environment variable holding the API key "
+              "(default: the provider's, e.g. OPENAI_API_KEY, ANTHROPIC_API_KEY). The key is "
+              "never printed or written.")
+@click.option("--api-version", help="azure: the api-version query parameter "
+              "(default 2024-10-21).")
+@click.option("--deployment", help="azure: the deployment name (default: --model).")
+@click.option("--anthropic-version", help="anthropic: the anthropic-version header "
+              "(default 2023-06-01).")
+@click.option("--body-template", metavar="JSON|@FILE", help="generic: the request body, with "
+              "{{prompt}}, {{model}} and {{max_tokens}} filled in.")
+@click.option("--token-pointer", metavar="POINTER", help="generic: JSON pointer to the token "
+              "text in each event, e.g. /choices/0/delta/content.")
+@click.option("--ignore-eos", is_flag=True, help="vllm, sglang, llamacpp: generate exactly "
+              "--max-tokens tokens (ignore_eos, min_tokens).")
+@click.option("--price", multiple=True, metavar="MODEL=IN/OUT", help="USD per million input/"
+              "output tokens of a model, e.g. gpt-4o=2.50/10.00 (overrides the bundled table).")
+@click.option("--pricing", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Prices of models from a JSON, TOML or YAML file ({MODEL: \"IN/OUT\"}).")
 @click.option("--cores", type=int, help="Worker processes (default: CPUs − 1, at least 1).")
 @click.option("--rps", type=float, help="Open loop: requests per second offered.")
 @click.option("--arrival", type=click.Choice(ARRIVALS), default="constant", show_default=True,
@@ -130,15 +246,20 @@ def run_command(**o) -> None:
       lens-fast run
       lens-fast run --url http://localhost:8000/v1 --model meta-llama/Llama-3.1-8B-Instruct \\
           --rps 20 --arrival poisson --duration 60s --output results/
-      lens-fast run --url http://localhost:8080/v1 --concurrency 4 --requests 100
+      lens-fast run --provider anthropic --model claude-haiku-4-5 --concurrency 4 --requests 100
+      lens-fast run --provider vllm --model Qwen/Qwen3-8B --ignore-eos --rps 10 --duration 60s
     """
+    from click.core import ParameterSource
+
     from lens.engine.runner import run_and_report
 
     if o["http2"] and o["client"] != "httpx":
         raise ConfigError("--http2 needs --client httpx (the fast client speaks HTTP/1.1)")
-    url = check_url(o["url"]) if o["url"] else None
-    plan = build_plan(o, url or "http://127.0.0.1:1/v1")
-    code = run_and_report(plan, embedded=url is None, output=o["output"],
+    ctx = click.get_current_context()
+    given = ctx.get_parameter_source("provider") not in (ParameterSource.DEFAULT, None)
+    url, embedded = resolve_target(o, given)
+    plan = build_plan(o, url or "http://127.0.0.1:1/v1", embedded=embedded)
+    code = run_and_report(plan, embedded=embedded, output=o["output"],
                           progress=not o["no_progress"], strict=o["strict"],
                           mock_ttft_ms=o["mock_ttft_ms"], mock_itl_ms=o["mock_itl_ms"],
                           argv=sys.argv)

@@ -17,6 +17,7 @@ from lens._core.recorder import RowField
 from lens._core.stream import FRAMING_DECODED, StreamDecoder
 from lens.engine import errors as E
 from lens.engine.requests import headers_for
+from lens.engine.worker import set_classifier
 
 T_FIRST_BYTE = int(RowField.t_first_byte_ns)
 T_HEADERS = int(RowField.t_headers_ns)
@@ -80,6 +81,8 @@ class HttpxClient:
         rec = w.recorder
         fac = w.factory
         dec = StreamDecoder(w.plan.max_event_bytes)
+        if w.classifier is not None:        # before start(): DIALECT_GENERIC needs it there
+            set_classifier(dec, w.classifier)
         headers = dict(self.headers)
         headers["x-request-id"] = str(rid)
         status, err = 0, E.OK

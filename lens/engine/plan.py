@@ -1,7 +1,8 @@
 """RunPlan: everything a run needs, validated, frozen and picklable (it travels to workers).
 
 The plan holds the API key because workers must send it; ``public()`` is the plan as it may
-appear in outputs, with the key removed.
+appear in outputs, with the key removed. What a request looks like (path, headers, body,
+stream dialect) is the provider's business (``lens.providers``), chosen by ``provider``.
 """
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from lens.errors import ConfigError
+from lens.providers import get_provider
+from lens.providers.openai import ENDPOINT_PATHS
 
-ENDPOINT_PATHS = {"chat": "/chat/completions", "completions": "/completions"}
+__all__ = ["ENDPOINT_PATHS", "RunPlan", "Timeouts", "api_key_from_env", "check_url"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,8 @@ class RunPlan:
 
     url: str                                  # base URL, e.g. http://127.0.0.1:8000/v1
     model: str = "lens-mock"
-    endpoint: str = "chat"                    # chat | completions
+    provider: str = "openai"                  # a name of lens.providers.PROVIDERS
+    endpoint: str = "chat"                    # chat | completions (OpenAI-style providers)
     api_key: str | None = field(default=None, repr=False)
     cores: int = 1
     rps: float | None = None                  # open loop when set
@@ -53,7 +57,16 @@ class RunPlan:
     include_usage: bool = True
     max_token_stamps: int = 1 << 20
     max_event_bytes: int = 1 << 20
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # merged into JSON bodies (they win)
+    # ---- provider options (None: the provider's default) ----
+    api_version: str | None = None            # azure: ?api-version=
+    deployment: str | None = None             # azure: deployment name (default: model)
+    anthropic_version: str | None = None      # anthropic: anthropic-version header
+    body_template: str | None = None          # generic: request body with {{prompt}} …
+    token_pointer: str | None = None          # generic: JSON pointer to each event's token
+    ignore_eos: bool = False                  # vllm/sglang/llamacpp: exactly max_tokens out
+    # {"input_per_mtok", "output_per_mtok", "source"}; None: looked up from the bundled table
+    price: dict | None = None
 
     # ---- derived ----
     @property
@@ -76,8 +89,8 @@ class RunPlan:
 
     @property
     def path(self) -> str:
-        """The request path: the URL's path plus the endpoint's."""
-        return urlsplit(self.url).path.rstrip("/") + ENDPOINT_PATHS[self.endpoint]
+        """The request target (path and query), as the provider builds it from the URL."""
+        return get_provider(self.provider).path(self)
 
     @property
     def request_url(self) -> str:

@@ -3,13 +3,14 @@
 ``RequestFactory.build(rid, j)`` returns ``pre[j] + b"%d" % rid + post[j]``: the complete
 HTTP/1.1 request for prompt ``j`` (round-robin over the prompt pool) with the id in an
 ``x-request-id`` header, so that a server's logs (and lens' mock's ground truth) name it.
+The path, headers and body come from the plan's provider (``lens.providers``).
 """
 from __future__ import annotations
 
 import numpy as np
-import orjson
 
 from lens.engine.plan import RunPlan
+from lens.providers import get_provider
 
 # Common English words; each is about one token in GPT-style and Llama-style vocabularies.
 _WORDS = (
@@ -40,18 +41,8 @@ def estimate_tokens(text: str) -> int:
 
 
 def request_body(plan: RunPlan, prompt: str) -> bytes:
-    """Return the JSON body of one streaming request for ``prompt``."""
-    body: dict = {"model": plan.model}
-    if plan.endpoint == "chat":
-        body["messages"] = [{"role": "user", "content": prompt}]
-    else:
-        body["prompt"] = prompt
-    body["max_tokens"] = plan.max_tokens
-    body["stream"] = True
-    if plan.include_usage:
-        body["stream_options"] = {"include_usage": True}
-    body.update(plan.extra)
-    return orjson.dumps(body)
+    """Return the JSON body of one streaming request for ``prompt`` (the provider's shape)."""
+    return get_provider(plan.provider).body(plan, prompt)
 
 
 def prompts_for(plan: RunPlan) -> list[str]:
@@ -63,24 +54,22 @@ def prompts_for(plan: RunPlan) -> list[str]:
 
 def headers_for(plan: RunPlan) -> dict[str, str]:
     """Return the request headers (auth included) besides Host, length and request id."""
-    h = {"content-type": "application/json", "accept": "text/event-stream",
-         "user-agent": "lens-fast"}
-    if plan.api_key:
-        h["authorization"] = f"Bearer {plan.api_key}"
-    return h
+    return get_provider(plan.provider).headers(plan, plan.api_key)
 
 
 class RequestFactory:
     """Pre-built request bytes for a plan's prompt pool."""
 
     def __init__(self, plan: RunPlan):
+        provider = get_provider(plan.provider)
         self.prompts = prompts_for(plan)
-        self.bodies = [request_body(plan, p) for p in self.prompts]
+        self.bodies = [provider.body(plan, p) for p in self.prompts]
         self.input_tokens = [estimate_tokens(p) for p in self.prompts]
         host = plan.host if plan.port in (80, 443) else f"{plan.host}:{plan.port}"
         if ":" in plan.host and not plan.host.startswith("["):
             host = f"[{plan.host}]:{plan.port}"
-        common = "".join(f"{k}: {v}\r\n" for k, v in headers_for(plan).items())
+        common = "".join(f"{k}: {v}\r\n"
+                         for k, v in provider.headers(plan, plan.api_key).items())
         self.pre = [
             (f"POST {plan.path} HTTP/1.1\r\nhost: {host}\r\n{common}"
              f"content-length: {len(b)}\r\nx-request-id: ").encode("latin-1")

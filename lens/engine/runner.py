@@ -22,6 +22,8 @@ from lens._version import __version__
 from lens.engine.plan import RunPlan
 from lens.engine.supervisor import RunOutcome, Supervisor
 from lens.errors import RunError
+from lens.providers import check_plan, get_provider
+from lens.providers.pricing import lookup
 
 EXIT_OK = 0
 EXIT_SATURATED = 3
@@ -105,6 +107,7 @@ def execute(plan: RunPlan, out_dir: str | os.PathLike | None = None, *, on_tick=
     """
     from lens.output.summary import build_summary, write_summary
 
+    check_plan(plan)
     meta = metadata(plan, argv, embedded)
     out = None
     if out_dir is not None:
@@ -118,8 +121,7 @@ def execute(plan: RunPlan, out_dir: str | os.PathLike | None = None, *, on_tick=
         feed = _Feed(plan, out, meta)
         stack.callback(feed.close)
         sup = Supervisor(plan, feed, on_tick=None, cpus=cpus)
-        target = {"provider": "openai", "model": plan.model, "url": plan.url,
-                  "endpoint": plan.endpoint}
+        target = target_info(plan)
 
         def tick(elapsed: float) -> None:
             if feed.results is None:
@@ -145,6 +147,23 @@ def execute(plan: RunPlan, out_dir: str | os.PathLike | None = None, *, on_tick=
         if out is not None:
             write_summary(out / "summary.json", summary)
     return summary, results, outcome
+
+
+def target_info(plan: RunPlan) -> dict[str, Any]:
+    """Describe the run's target for results and outputs: provider, model, URL, price.
+
+    ``price`` is the plan's (``--price``/``--pricing``/the bundled table, resolved by the CLI)
+    or, for plans built in code, the bundled table's; None when the model has no price.
+    """
+    info: dict[str, Any] = {"provider": plan.provider, "model": plan.model, "url": plan.url}
+    if get_provider(plan.provider).endpoints:
+        info["endpoint"] = plan.endpoint
+    price = plan.price
+    if price is None:
+        found = lookup(plan.provider, plan.model)
+        price = found.as_dict() if found is not None else None
+    info["price"] = price
+    return info
 
 
 def client_health(outcome: RunOutcome) -> dict[str, Any]:

@@ -35,11 +35,11 @@ from lens._core import (
     RowField,
     now_ns,
 )
-from lens._core.stream import DIALECT_OPENAI_CHAT, DIALECT_OPENAI_COMPLETIONS
 from lens.engine import errors as E
 from lens.engine.http import DONE_OK, FAIL_RESET, Conn
 from lens.engine.plan import RunPlan
 from lens.engine.requests import RequestFactory
+from lens.providers import get_provider
 from lens.workload.arrivals import arrival_offsets_ns, split
 
 F_FLAGS = int(RowField.flags)
@@ -75,6 +75,17 @@ def ssl_context(plan: RunPlan) -> ssl.SSLContext | None:
     return ctx
 
 
+def set_classifier(dec, fn) -> None:
+    """Give a decoder the generic provider's classifier, before its first ``start()``.
+
+    The decoder keeps it across ``start()`` calls; one built before the decoder learned
+    DIALECT_GENERIC has no ``set_classifier`` and is left alone.
+    """
+    setter = getattr(dec, "set_classifier", None)
+    if setter is not None:
+        setter(fn)
+
+
 def classify_connect_error(exc: BaseException) -> int:
     """Map an exception from opening a connection to an error kind."""
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
@@ -104,8 +115,10 @@ class Worker:
         self.limit = max(1, -(-plan.max_inflight // workers))
         self.recorder = Recorder(self.rows, self.tokens, self.limit + 8, index,
                                  plan.max_token_stamps)
-        self.dialect = (DIALECT_OPENAI_CHAT if plan.endpoint == "chat"
-                        else DIALECT_OPENAI_COMPLETIONS)
+        provider = get_provider(plan.provider)
+        self.dialect = provider.dialect(plan)
+        #: Per-event classifier of the generic provider (None for every other one).
+        self.classifier = provider.classifier(plan)
         self.factory = RequestFactory(plan)
         self.ssl = ssl_context(plan)
         self.addr: tuple | None = None
@@ -146,6 +159,8 @@ class Worker:
         """Open one connection (TLS included), stamping connect/TLS times into ``slot``."""
         conn = Conn(self, self.next_conn_id, self.plan.max_event_bytes)
         self.next_conn_id += 1
+        if self.classifier is not None:
+            set_classifier(conn.dec, self.classifier)
         rec = self.recorder
         transport, _ = await asyncio.wait_for(
             self.loop.create_connection(lambda: conn, self.addr[0], self.addr[1]),

@@ -5,7 +5,10 @@ stays flat however long the run, and what was measured is on disk up to the last
 group even before ``close()``. The files are only readable once ``close()`` has written their
 footers: the engine closes the sink on every way out (end, Ctrl-C, SIGTERM). Columns are drawn
 in ``docs/outputs.md``. Timestamps are int64 ns relative to the run's epoch t0, null where
-never taken; derived latencies are float64 ms, null where they do not apply.
+never taken; derived latencies are float64 ms, null where they do not apply. ``cost_usd`` is
+``input_tokens × input + output_tokens × output`` (USD per million tokens, the target's
+``price``) for a request answered with 2xx, 0 for one that was not (never sent, refused,
+failed before a response), and null when the target's model has no price.
 """
 from __future__ import annotations
 
@@ -52,9 +55,15 @@ REQUESTS_SCHEMA = pa.schema(
     + [("output_tokens_per_s", pa.float64()), ("output_tokens", pa.int64()),
        ("input_tokens", pa.int64()), ("token_events", pa.int64()), ("bytes_in", pa.int64()),
        ("conn_id", pa.int64()), ("finish", pa.int64())]
-    + [(name, pa.bool_()) for name, _ in _FLAGS])
+    + [(name, pa.bool_()) for name, _ in _FLAGS]
+    + [("cost_usd", pa.float64())])
 TOKENS_SCHEMA = pa.schema([("request_id", pa.int64()), ("index", pa.int64()),
                            ("t_ns", pa.int64())])
+
+
+def _per_token(target: Mapping[str, Any], key: str) -> float:
+    price = target.get("price")
+    return float(price[key]) / 1e6 if price else np.nan
 
 
 def _strings(codes: np.ndarray, name_of: Any) -> pa.Array:
@@ -105,6 +114,10 @@ class ParquetSink:
                                           default=str),
             b"lens.t0_ns": str(self.t0_ns).encode(),
         }
+        # USD per token by target index; NaN: no price
+        self._usd_in = np.array([_per_token(t, "input_per_mtok") for t in targets], np.float64)
+        self._usd_out = np.array([_per_token(t, "output_per_mtok") for t in targets],
+                                 np.float64)
         self._closed = False
         self._req_writer = self._tok_writer = None
         try:
@@ -202,6 +215,21 @@ class ParquetSink:
         self._tok_writer.write_table(table, row_group_size=len(table))  # type: ignore[union-attr]
         self.tokens_written += len(table)
 
+    def cost_usd(self, rows: np.ndarray) -> np.ndarray:
+        """Return each row's cost in USD: 0 without a 2xx answer, NaN where no price."""
+        r = as_rows(rows)
+        tgt = r["target"]
+        if len(self._usd_in) == 0:
+            return np.full(len(r), np.nan)
+        known = (tgt >= 0) & (tgt < len(self._usd_in))
+        idx = np.where(known, tgt, 0)
+        p_in = np.where(known, self._usd_in[idx], np.nan)
+        p_out = np.where(known, self._usd_out[idx], np.nan)
+        status = r["status"]
+        billed = (status >= 200) & (status < 300)
+        cost = r["input_tokens"] * p_in + r["output_tokens"] * p_out
+        return np.where(billed, cost, np.where(np.isnan(p_in), np.nan, 0.0))
+
     def requests_table(self, rows: np.ndarray, scenario_idx: np.ndarray | None = None,
                        scenarios: Sequence[str] | None = None) -> pa.Table:
         """Convert rows to the ``requests`` table (the columns of ``REQUESTS_SCHEMA``)."""
@@ -235,5 +263,7 @@ class ParquetSink:
             cols[f] = r[f]
         for name, bit in _FLAGS:
             cols[name] = (flags & bit) != 0
+        cost = self.cost_usd(r)
+        cols["cost_usd"] = pa.array(cost, pa.float64(), mask=np.isnan(cost))
         return pa.table({k: (v if isinstance(v, pa.Array) else pa.array(np.ascontiguousarray(v)))
                          for k, v in cols.items()}, schema=REQUESTS_SCHEMA)

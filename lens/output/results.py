@@ -39,6 +39,12 @@ flight. A gap of 0 (two events in one read share a stamp) is a real value and is
 (the histogram is exact below 1,024 ns); negative values, which a sane clock never gives, and
 values above ``highest_ns`` are not recorded but counted in ``TargetResults.out_of_range``.
 
+Cost: a target's ``info["price"]`` (``{"input_per_mtok", "output_per_mtok", "source"}``, or
+None when the model has no price) prices its *billed* requests: the measured ones the
+endpoint answered with a 2xx status, whether they then finished, failed mid-stream or were
+cancelled (the tokens generated until then are billed). ``TargetResults.billed`` counts
+them and their input and output tokens; ``cost()`` turns that into dollars.
+
 The throughput window runs from the first ``t_start`` to the last ``t_end`` of the measured,
 sent requests; ``requests_per_s`` and ``output_tokens_per_s`` count ok requests and their
 output tokens over it. ``achieved_rps`` is the start rate, (sent − 1) / (last t_start −
@@ -224,6 +230,8 @@ class TargetResults:
         self.counts = dict.fromkeys(
             ("sent", "ok", "failed", "dropped", "cancelled", "warmup", "truncated", "retried",
              "output_tokens", "input_tokens"), 0)
+        #: Measured requests answered with 2xx, and their tokens (what a provider bills).
+        self.billed = {"requests": 0, "input_tokens": 0, "output_tokens": 0}
         self.error_codes: dict[int, int] = {}    # failed rows by error code
         self.status_codes: dict[int, int] = {}   # sent rows with a response, by HTTP status
         self.first_start_ns: int | None = None
@@ -257,6 +265,11 @@ class TargetResults:
         _count_codes(self.error_codes, r["error"][failed])
         status = r["status"][sent]
         _count_codes(self.status_codes, status[status > 0])
+        billed = sent & (r["status"] >= 200) & (r["status"] < 300)
+        b = self.billed
+        b["requests"] += int(np.count_nonzero(billed))
+        b["input_tokens"] += int(r["input_tokens"][billed].sum())
+        b["output_tokens"] += int(r["output_tokens"][billed].sum())
 
         starts = r["t_start_ns"][sent]
         starts = starts[starts != UNSET]
@@ -359,6 +372,31 @@ class TargetResults:
         span = self.last_start_ns - self.first_start_ns
         n = self.counts["sent"]
         return (n - 1) / (span / NS_PER_S) if n > 1 and span > 0 else 0.0
+
+    def cost(self) -> dict[str, Any]:
+        """Return the estimated cost of the billed requests, or why there is none.
+
+        ``{"usd_total", "usd_per_request_mean", "usd_per_1k_output_tokens", "requests",
+        "input_tokens", "output_tokens", "price": {"input_per_mtok", "output_per_mtok"},
+        "source"}``; without a price ``{"price": None, "note": "no price for MODEL"}``.
+        """
+        price = self.info.get("price")
+        if not price:
+            return {"price": None, "note": f"no price for {self.info.get('model') or 'the model'}"}
+        b = self.billed
+        p_in, p_out = float(price["input_per_mtok"]), float(price["output_per_mtok"])
+        total = (b["input_tokens"] * p_in + b["output_tokens"] * p_out) / 1e6
+        return {
+            "usd_total": total,
+            "usd_per_request_mean": total / b["requests"] if b["requests"] else None,
+            "usd_per_1k_output_tokens": (total / b["output_tokens"] * 1000
+                                         if b["output_tokens"] else None),
+            "requests": b["requests"],
+            "input_tokens": b["input_tokens"],
+            "output_tokens": b["output_tokens"],
+            "price": {"input_per_mtok": p_in, "output_per_mtok": p_out},
+            "source": price.get("source") or None,
+        }
 
     def errors(self, names: Mapping[int, str] = ERROR_NAMES) -> dict[str, int]:
         """Failed requests by error kind name (non-zero kinds only)."""

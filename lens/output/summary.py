@@ -116,6 +116,14 @@ def _client(results: RunResults) -> dict[str, Any]:
     return out
 
 
+def _cost(t: Any) -> dict[str, Any]:
+    c = t.cost()
+    for k in ("usd_total", "usd_per_request_mean", "usd_per_1k_output_tokens"):
+        if c.get(k) is not None:
+            c[k] = round(c[k], 9)          # nano-dollars: below any provider's billing unit
+    return c
+
+
 def _result(results: RunResults, index: int) -> dict[str, Any]:
     t = results.targets[index]
     metrics = {}
@@ -128,12 +136,14 @@ def _result(results: RunResults, index: int) -> dict[str, Any]:
     counts.update({k: t.counts[k] for k in ("warmup", "truncated", "retried",
                                             "output_tokens", "input_tokens")})
     info = dict(t.info)
+    info.pop("price", None)               # shown, with what it gives, under "cost"
     return {
         "provider": info.pop("provider", None),
         "model": info.pop("model", None),
         "url": info.pop("url", None),
         "target": {"index": t.index, **redact_secrets(info)},
         "metrics": metrics,
+        "cost": _cost(t),
         "throughput": {
             "requests_per_s": _r(t.counts["ok"] / window) if window else 0.0,
             "output_tokens_per_s": _r(t.counts["output_tokens"] / window) if window else 0.0,

@@ -5,6 +5,7 @@ without one successful request (every statistic shows ``-``).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["format_value", "render_table"]
+__all__ = ["format_usd", "format_value", "render_table"]
 
 _ROWS = (
     ("TTFT (ms)", "ttft"),
@@ -42,6 +43,16 @@ def format_value(v: float | int | None) -> str:
     return f"{v:.1f}" if a >= 100 else f"{v:.2f}" if a >= 1 or v == 0 else f"{v:.3f}"
 
 
+def format_usd(v: float | None) -> str:
+    """Format dollars: cents from $1 up, else three significant figures ($0.000123)."""
+    if v is None:
+        return DASH
+    if v == 0 or abs(v) >= 1:
+        return f"${v:,.2f}"
+    decimals = min(9, 2 - math.floor(math.log10(abs(v))))
+    return f"${v:.{decimals}f}"
+
+
 def _rate(v: float | int | None, unit: str) -> str:
     return DASH if not v else f"{format_value(v)} {unit}"
 
@@ -51,7 +62,7 @@ def render_table(result: Mapping[str, Any], console: Console, *, title: str | No
     """Print a result of the summary (``summary["scenarios"][i]["results"][j]``).
 
     First the latency table (one row per metric, columns min … max), then counts,
-    throughput, errors by kind and client health, with a red ``CLIENT SATURATED`` line
+    throughput, cost, errors by kind and client health, with a red ``CLIENT SATURATED`` line
     when the client may have limited the run.
     """
     if title is None:
@@ -84,6 +95,16 @@ def render_table(result: Mapping[str, Any], console: Console, *, title: str | No
         f"{_rate(tp.get('achieved_rps'), 'req/s')}"
         + (f" of {format_value(offered)} offered" if offered else "")
         + f" · window {format_value(tp.get('window_s'))} s", highlight=False)
+    cost = result.get("cost")
+    if cost is not None:
+        if cost.get("price"):
+            line = (f"cost  {format_usd(cost.get('usd_total'))} total · "
+                    f"{format_usd(cost.get('usd_per_request_mean'))} per request")
+            if cost.get("usd_per_1k_output_tokens") is not None:
+                line += f" · {format_usd(cost['usd_per_1k_output_tokens'])} per 1k output tokens"
+        else:
+            line = f"cost  {cost.get('note') or 'no price'}"
+        console.print(line, highlight=False)
     errors = result.get("errors") or {}
     if errors:
         err = Text("errors  ", style="bold")

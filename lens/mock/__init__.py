@@ -1,4 +1,5 @@
-"""lens.mock: an OpenAI-compatible streaming endpoint with known latencies and a truth record.
+"""lens.mock: a streaming LLM endpoint in the OpenAI, Anthropic, Gemini, Cohere or TGI dialect, with
+known latencies, a truth record and a record of the requests it received.
 
 ``lens-fast mock`` serves it; ``MockProcess`` runs it in a child process; ``load_truth`` reads
 what it really did; ``saturation_rps`` says where its capacity model saturates.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from lens.mock.config import MockConfig, parse_cpus
+from lens.mock.config import API_NAMES, MockConfig, parse_cpus
 from lens.mock.distributions import DIST_KINDS, DistSpec
 
 __all__ = ["mock_command"]
@@ -13,13 +13,16 @@ _DIST = click.Choice(DIST_KINDS)
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"],
                                  "max_content_width": 100})
+@click.option("--api", type=click.Choice(API_NAMES), default="openai", show_default=True,
+              help="The API (dialect) to speak; routes and base URLs in docs/mock.md.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=int, default=8000, show_default=True,
               help="Port; 0 picks a free one (printed in the listening line).")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Worker processes sharing the port with SO_REUSEPORT.")
 @click.option("--model", default="lens-mock", show_default=True,
-              help="Model listed by GET /v1/models (responses echo the request's model).")
+              help="Model listed by GET /v1/models; responses echo the request's model "
+                   "(Gemini: the path's), except TGI's, which name this one.")
 @click.option("--ttft-ms", type=float, default=20.0, show_default=True,
               help="Mean time to first token, from admission, in ms.")
 @click.option("--ttft-dist", type=_DIST, default="fixed", show_default=True,
@@ -48,16 +51,27 @@ _DIST = click.Choice(DIST_KINDS)
               help="Requests recorded per worker; later ones are counted, not recorded.")
 @click.option("--cpu", "cpu", default=None, metavar="LIST",
               help="Pin worker k to the k-th CPU of LIST (e.g. 1, or 2,3, or 0-3), cycling.")
-def mock_command(host: str, port: int, workers: int, model: str, ttft_ms: float,
+@click.option("--capture", type=int, default=1000, show_default=True, metavar="N",
+              help="Requests each worker keeps for GET /lens/requests (0: none).")
+@click.option("--require-key", default=None, metavar="VALUE", envvar="LENS_MOCK_REQUIRE_KEY",
+              show_envvar=True,
+              help="Answer 401 unless the API's auth header carries VALUE (never shown).")
+def mock_command(api: str, host: str, port: int, workers: int, model: str, ttft_ms: float,
                  ttft_dist: str, ttft_spread_ms: float, itl_ms: float, itl_dist: str,
                  itl_spread_ms: float, output_tokens: int | None, max_concurrency: int,
                  batch_slowdown: float, seed: int, truth_file: str | None, truth_limit: int,
-                 cpu: str | None) -> None:
-    """Serve an OpenAI-compatible streaming endpoint with known latencies.
+                 cpu: str | None, capture: int, require_key: str | None) -> None:
+    """Serve a streaming LLM endpoint with known latencies, in one API's dialect.
 
     \b
-    Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models,
-            GET /lens/truth (this worker's record, .npz), GET /health.
+    Routes by --api (base URL: http://HOST:PORT, plus /v1 for openai):
+      openai     POST /v1/chat/completions, /v1/completions, GET /v1/models
+      anthropic  POST /v1/messages
+      gemini     POST /v1beta/models/{model}:streamGenerateContent[?alt=sse]
+      cohere     POST /v2/chat
+      tgi        POST /generate_stream, /generate, /v1/chat/completions
+    and always GET /lens/truth (this worker's record, .npz),
+    GET|DELETE /lens/requests (the last --capture requests), GET /health.
 
     \b
     Timing and capacity (docs/mock.md):
@@ -77,5 +91,6 @@ def mock_command(host: str, port: int, workers: int, model: str, ttft_ms: float,
         output_tokens=output_tokens, max_concurrency=max_concurrency,
         batch_slowdown=batch_slowdown, seed=seed, truth_file=truth_file,
         truth_limit=truth_limit, cpus=parse_cpus(cpu) if cpu is not None else None,
+        api=api, capture=capture, require_key=require_key,
     )
     raise SystemExit(run(config))

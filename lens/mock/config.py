@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from lens.errors import ConfigError
 from lens.mock.distributions import DistSpec
 
-__all__ = ["MockConfig", "parse_cpus"]
+__all__ = ["API_NAMES", "MockConfig", "parse_cpus"]
+
+#: The dialects ``--api`` takes (``lens.mock.apis.APIS`` has one entry for each).
+API_NAMES = ("openai", "anthropic", "gemini", "cohere", "tgi")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,12 @@ class MockConfig:
     truth_limit: int = 100_000
     #: CPUs to pin to; worker k runs on cpus[k % len(cpus)]. None: no pinning.
     cpus: tuple[int, ...] | None = None
+    #: The API (dialect) the mock speaks: one of API_NAMES.
+    api: str = "openai"
+    #: Requests each worker keeps for ``GET /lens/requests``; 0: none.
+    capture: int = 1000
+    #: The key the API's auth header must carry (401 otherwise); None: no check. Never shown.
+    require_key: str | None = field(default=None, repr=False)
 
     def validate(self) -> MockConfig:
         """Raise ConfigError naming the first bad setting; return self."""
@@ -52,6 +61,16 @@ class MockConfig:
         if self.truth_limit < 0:
             raise ConfigError(f"--truth-limit must be >= 0 (got {self.truth_limit}); "
                               "0 records nothing")
+        if self.api not in API_NAMES:
+            raise ConfigError(f"--api must be one of {', '.join(API_NAMES)} (got {self.api!r})")
+        if self.capture < 0:
+            raise ConfigError(f"--capture must be >= 0 (got {self.capture}); 0 keeps no requests")
+        if self.require_key is not None and (
+                not self.require_key or not self.require_key.isascii()
+                or not self.require_key.isprintable() or " " in self.require_key):
+            # the key itself is never shown
+            raise ConfigError("--require-key must be printable ASCII without spaces, and not "
+                              "empty (the value is not shown)")
         if self.cpus is not None:
             allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
             bad = [c for c in self.cpus if allowed is not None and c not in allowed]

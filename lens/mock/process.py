@@ -2,10 +2,12 @@
 
     with MockProcess(ttft_ms=20, itl_ms=2, cpu=1) as mock:
         ...  # send requests to mock.url ("http://127.0.0.1:PORT/v1")
+        sent = mock.requests()  # what the client really sent: path, headers, body
     truth = mock.truth()  # {request_id: {"t_received_ns", ..., "token_write_ns"}}
 """
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import selectors
@@ -18,6 +20,8 @@ import time
 from collections.abc import Iterable
 from typing import IO, Any, Self
 
+import orjson
+
 import lens
 from lens.errors import ConfigError, RunError
 from lens.mock.config import MockConfig, parse_cpus
@@ -27,25 +31,33 @@ from lens.mock.truth import load_truth, truth_paths
 __all__ = ["MockProcess", "load_truth"]
 
 _LINE = re.compile(r"listening on (http://(\S+):(\d+)) \(")
+#: The environment variable that carries --require-key to the child (not its command line).
+KEY_ENV = "LENS_MOCK_REQUIRE_KEY"
+#: Fresh connections tried to reach every worker of a multi-worker mock (the kernel picks one
+#: per connection by a hash: 8 workers are all reached within 200 tries but for ~1e-11).
+_MAX_TRIES = 200
 
 
 class MockProcess:
     """Start ``lens-fast mock`` in a subprocess with --port 0 and stop it with SIGTERM.
 
-    Keyword arguments mirror the flags (``ttft_ms=``, ``itl_dist=``, ``max_concurrency=``,
-    ...); ``cpu`` (an int, a list of ints or a CPU-list string) pins the workers. Unless
-    ``truth_file`` is given, the truth record goes to a temporary directory that ``stop()``
-    reads into memory and removes. Bad settings raise ConfigError before anything starts.
+    Keyword arguments mirror the flags (``api=``, ``ttft_ms=``, ``itl_dist=``,
+    ``max_concurrency=``, ``capture=``, ``require_key=``, ...); ``cpu`` (an int, a list of ints
+    or a CPU-list string) pins the workers. Unless ``truth_file`` is given, the truth record
+    goes to a temporary directory that ``stop()`` reads into memory and removes. Bad settings
+    raise ConfigError before anything starts. ``require_key`` reaches the child through its
+    environment, never its command line.
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, workers: int = 1,
-                 model: str = "lens-mock", ttft_ms: float = 20.0, ttft_dist: str = "fixed",
+    def __init__(self, *, api: str = "openai", host: str = "127.0.0.1", port: int = 0,
+                 workers: int = 1, model: str = "lens-mock", ttft_ms: float = 20.0,
+                 ttft_dist: str = "fixed",
                  ttft_spread_ms: float = 0.0, itl_ms: float = 2.0, itl_dist: str = "fixed",
                  itl_spread_ms: float = 0.0, output_tokens: int | None = None,
                  max_concurrency: int = 0, batch_slowdown: float = 0.0, seed: int = 0,
                  truth_file: str | os.PathLike[str] | None = None, truth_limit: int = 100_000,
-                 cpu: int | str | Iterable[int] | None = None,
-                 start_timeout_s: float = 30.0) -> None:
+                 cpu: int | str | Iterable[int] | None = None, capture: int = 1000,
+                 require_key: str | None = None, start_timeout_s: float = 30.0) -> None:
         if isinstance(cpu, int):
             cpus: tuple[int, ...] | None = (cpu,)
         elif isinstance(cpu, str):
@@ -58,12 +70,17 @@ class MockProcess:
             itl=DistSpec(itl_dist, itl_ms, itl_spread_ms), output_tokens=output_tokens,
             max_concurrency=max_concurrency, batch_slowdown=batch_slowdown, seed=seed,
             truth_file=os.fspath(truth_file) if truth_file is not None else None,
-            truth_limit=truth_limit, cpus=cpus,
+            truth_limit=truth_limit, cpus=cpus, api=api, capture=capture,
+            require_key=require_key,
         ).validate()
         self.start_timeout_s = start_timeout_s
-        #: ``http://HOST:PORT`` and ``http://HOST:PORT/v1`` once started.
+        #: ``http://HOST:PORT`` once started.
         self.base_url = ""
+        #: The base URL a client of ``api`` is given: ``base_url + "/v1"`` for openai (the
+        #: client appends ``/chat/completions``), ``base_url`` for the others (their clients
+        #: append ``/v1/messages``, ``/v1beta/models/...``, ``/v2/chat``, ``/generate_stream``).
         self.url = ""
+        self.host = ""
         self.port = 0
         self.returncode: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -84,7 +101,8 @@ class MockProcess:
                 "--itl-spread-ms", repr(c.itl.spread_ms),
                 "--max-concurrency", str(c.max_concurrency),
                 "--batch-slowdown", repr(c.batch_slowdown), "--seed", str(c.seed),
-                "--truth-limit", str(c.truth_limit)]
+                "--truth-limit", str(c.truth_limit), "--api", c.api,
+                "--capture", str(c.capture)]
         if c.output_tokens is not None:
             args += ["--output-tokens", str(c.output_tokens)]
         if self._truth_path:
@@ -108,6 +126,9 @@ class MockProcess:
         env = dict(os.environ)
         root = os.path.dirname(os.path.dirname(os.path.abspath(lens.__file__)))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        env.pop(KEY_ENV, None)
+        if self.config.require_key is not None:
+            env[KEY_ENV] = self.config.require_key
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "lens.mock", *self.args()], stdin=subprocess.DEVNULL,
@@ -122,7 +143,8 @@ class MockProcess:
             self.stop()
             raise RunError(f"unexpected first line from the mock: {line!r}")
         self.base_url = m.group(1)
-        self.url = self.base_url + "/v1"
+        self.url = self.base_url + "/v1" if self.config.api == "openai" else self.base_url
+        self.host = m.group(2).strip("[]")
         self.port = int(m.group(3))
         return self
 
@@ -206,6 +228,44 @@ class MockProcess:
         if self._truth is None:
             self._truth = load_truth(self._truth_blobs)
         return self._truth
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Return the requests the mock kept (``--capture``), oldest first, from every worker.
+
+        Each is a dict with ``method``, ``path`` (with the query), ``headers`` (lower-case
+        names), ``raw_headers``, ``body`` (text), ``json`` (the body parsed, or None),
+        ``request_id``, ``t_received_ns`` and ``worker`` (format in ``lens.mock.capture``).
+        Only while the mock runs: RuntimeError otherwise. With several workers, fresh
+        connections ask until every worker has answered for its own requests.
+        """
+        merged = [r for body in self._each_worker("GET").values() for r in orjson.loads(body)]
+        return sorted(merged, key=lambda r: r["t_received_ns"])
+
+    def clear_requests(self) -> None:
+        """Forget the requests every worker kept so far (``DELETE /lens/requests``)."""
+        self._each_worker("DELETE")
+
+    def _each_worker(self, method: str) -> dict[int, bytes]:
+        if self._proc is None or self.returncode is not None:
+            raise RuntimeError("MockProcess.requests() needs the mock running; call it before "
+                               "stop() (or inside the with block)")
+        answers: dict[int, bytes] = {}
+        for _ in range(_MAX_TRIES):
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+            try:  # a new connection each time: the kernel picks its worker
+                conn.request(method, "/lens/requests", headers={"connection": "close"})
+                r = conn.getresponse()
+                body = r.read()
+                worker = int(r.getheader("x-lens-mock-worker", "0"))
+            finally:
+                conn.close()
+            if r.status != 200:
+                raise RunError(f"{method} /lens/requests answered {r.status}: {body[:200]!r}")
+            answers.setdefault(worker, body)
+            if len(answers) == self.config.workers:
+                return answers
+        raise RunError(f"only workers {sorted(answers)} of {self.config.workers} answered "
+                       f"{method} /lens/requests in {_MAX_TRIES} connections")
 
     def __enter__(self) -> Self:
         return self.start() if self._proc is None else self

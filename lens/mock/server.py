@@ -1,7 +1,9 @@
-"""One mock worker: an OpenAI-compatible streaming endpoint on uvloop + httptools.
+"""One mock worker: a streaming LLM endpoint on uvloop + httptools, in one API's dialect.
 
-Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``,
-``GET /lens/truth`` (this worker's truth record as ``.npz`` bytes), ``GET /health``.
+Routes: the API's (``lens.mock.apis``; ``--api openai``: ``POST /v1/chat/completions``,
+``POST /v1/completions``, ``GET /v1/models``), and for every API ``GET /lens/truth`` (this
+worker's truth record as ``.npz`` bytes), ``GET``/``DELETE /lens/requests`` (the requests it
+kept, ``lens.mock.capture``) and ``GET /health``.
 
 Per token the worker does as little Python as it can: the bytes are precomputed
 (``lens.mock.wire``), and tokens are paced by a timer wheel rather than one coroutine or
@@ -13,9 +15,10 @@ servers send them). Only a fixed ITL of 0 writes all tokens at once.
 
 Timing model (see ``lens.mock.capacity``): a request is admitted when it gets a concurrency
 slot; its first token is due ``ttft`` after admission; each later one an ITL (scaled by the
-batch slowdown) after the previous one. For a streamed request the headers (and the chat role
-event) are written as soon as the request is read, before any queueing, as servers built on
-Starlette do; a non-streamed response is written whole when its last token is due.
+batch slowdown) after the previous one. For a streamed request the headers (and the dialect's
+opening events: chat's role event, Anthropic's message_start...) are written as soon as the
+request is read, before any queueing, as servers built on Starlette do; a non-streamed
+response is written whole when its last token is due.
 """
 from __future__ import annotations
 
@@ -34,7 +37,8 @@ import httptools
 import orjson
 
 from lens.errors import ConfigError
-from lens.mock import wire
+from lens.mock import capture, wire
+from lens.mock.apis import APIS, BadRequest, Endpoint
 from lens.mock.capacity import itl_factor
 from lens.mock.config import MockConfig
 from lens.mock.distributions import Sampler
@@ -53,7 +57,6 @@ _HALF_SLOT_NS = _SLOT_NS // 2
 #: wait for the next one: at most 0.5 ms late, at most ~2,000 wake-ups/s.
 _MIN_WAKE_GAP_NS = 500_000
 _NEVER = 1 << 62
-_WORD_MASK = wire.WORD_MASK
 _BACKLOG = 4096
 _MAX_BODY = 64 << 20
 
@@ -88,16 +91,18 @@ def bind_socket(host: str, port: int, listen: bool = True, reuse_port: bool = Fa
 
 
 class _Request:
-    __slots__ = ("body", "keep_alive", "method", "request_id", "t_received_ns", "url")
+    __slots__ = ("body", "headers", "keep_alive", "method", "request_id", "t_received_ns", "url")
 
     def __init__(self, t_received_ns: int, method: bytes, url: bytes, request_id: str | None,
-                 body: bytes, keep_alive: bool) -> None:
+                 body: bytes, keep_alive: bool,
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.t_received_ns = t_received_ns
         self.method = method
         self.url = url
         self.request_id = request_id
         self.body = body
         self.keep_alive = keep_alive
+        self.headers = headers  # raw (name, value) pairs; None when the server keeps none
 
 
 class _Stream:
@@ -113,18 +118,20 @@ class _Stream:
         "i",
         "keep_alive",
         "last",
+        "mask",
         "row",
         "stream",
         "tok_base",
         "write",
     )
 
-    def __init__(self, conn: _Connection, stream: bool, frames: list[bytes], end: bytes,
-                 n_tokens: int, row: int, tok_base: int, keep_alive: bool) -> None:
+    def __init__(self, conn: _Connection, stream: bool, frames: list[bytes], mask: int,
+                 end: bytes, n_tokens: int, row: int, tok_base: int, keep_alive: bool) -> None:
         self.conn = conn
         self.write = conn.transport.write
         self.stream = stream
-        self.frames = frames  # token i is frames[i % len(WORDS)]
+        self.frames = frames  # token i is frames[i & mask]
+        self.mask = mask  # len(WORDS) - 1 for a cycle of the words, -1 for one frame per token
         self.end = end  # streamed: the frames after the last token; else the whole response
         self.i = 0
         self.last = n_tokens - 1
@@ -148,6 +155,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self._url = b""
         self._request_id: str | None = None
+        self._headers: list[tuple[bytes, bytes]] | None = None
         self._body: list[bytes] = []
         self._body_len = 0
 
@@ -198,7 +206,7 @@ class _Connection(asyncio.Protocol):
         t = _clock(_MONO)
         p = self.parser
         self.pending.append(_Request(t, p.get_method(), self._url, self._request_id,
-                                     b"".join(self._body), p.should_keep_alive()))
+                                     b"".join(self._body), p.should_keep_alive(), self._headers))
         if self.active is None:
             self.serve_pending()
 
@@ -221,8 +229,22 @@ class _Connection(asyncio.Protocol):
         # mid-stream (bad bytes pipelined behind a request), an error body would corrupt the
         # stream: just close
         if not self.closed and self.active is None:
-            self.transport.write(self.server.json(status, wire.error_body(message), False))
+            self.transport.write(self.server.json(status, self.server.api.error(status, message),
+                                                  False))
         self.close()
+
+
+class _HeaderConnection(_Connection):
+    """A connection that keeps every request's headers (capture, key check, Anthropic)."""
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._headers = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))  # type: ignore[union-attr]
+        if len(name) == 12 and name.lower() == b"x-request-id":
+            self._request_id = value.decode("latin-1")
 
 
 class MockServer:
@@ -252,7 +274,14 @@ class MockServer:
         self._firing = False
         self._wakeup = None
         self._seq = 0
-        self._head = {ka: wire.stream_head(worker, self.pid, ka) for ka in (True, False)}
+        self.api = APIS[config.api]
+        self._key = config.require_key.encode() if config.require_key else None
+        #: The last --capture requests (``GET /lens/requests``); None when capture is off.
+        self.captured: deque[_Request] | None = (
+            deque(maxlen=config.capture) if config.capture else None)
+        #: Whether connections keep every request's headers (for capture, keys, or the parser).
+        self.keep_headers = bool(config.capture or self._key or self.api.needs_headers)
+        self._heads: dict[bytes, tuple[bytes, bytes]] = {}
         self._models_body = orjson.dumps({"object": "list", "data": [{
             "id": config.model, "object": "model", "created": int(time.time()),
             "owned_by": "lens-fast"}]})
@@ -262,42 +291,77 @@ class MockServer:
         """Return a whole response carrying this worker's headers."""
         return wire.json_response(status, body, self.worker, self.pid, keep_alive, content_type)
 
+    def stream_head(self, content_type: bytes, keep_alive: bool) -> bytes:
+        """Return the head of a streamed response (cached per content type)."""
+        heads = self._heads.get(content_type)
+        if heads is None:
+            heads = self._heads[content_type] = tuple(  # type: ignore[assignment]
+                wire.stream_head(self.worker, self.pid, ka, content_type) for ka in (False, True))
+        return heads[keep_alive]
+
     def protocol(self) -> _Connection:
         """Return a protocol for a new connection (the ``create_server`` factory)."""
-        return _Connection(self)
+        return _HeaderConnection(self) if self.keep_headers else _Connection(self)
 
     # routing
 
     def handle(self, conn: _Connection, req: _Request) -> None:
         """Answer one request, or start its stream (then ``conn.active`` is set)."""
-        path = req.url.partition(b"?")[0]
-        method = req.method
-        if path == b"/v1/chat/completions" or path == b"/v1/completions":
-            if method != b"POST":
-                return self._reply(conn, req, 405, f"use POST for {path.decode()}")
-            chat = path == b"/v1/chat/completions"
-            return self._completion(conn, req, wire.CHAT if chat else wire.COMPLETIONS)
-        if path in (b"/v1/models", b"/lens/truth", b"/health"):
-            if method != b"GET":
-                return self._reply(conn, req, 405, f"use GET for {path.decode()}")
-            if path == b"/v1/models":
-                conn.transport.write(self.json(200, self._models_body, req.keep_alive))
-            elif path == b"/lens/truth":
-                conn.transport.write(self.json(200, self.truth.to_npz(), req.keep_alive,
-                                               b"application/octet-stream"))
-            else:
-                conn.transport.write(self.json(200, b"{}", req.keep_alive))
+        path, _, query = req.url.partition(b"?")
+        if path.startswith(b"/lens/") or path == b"/health":
+            return self._own_route(conn, req, path)
+        if self.captured is not None:
+            self.captured.append(req)
+        api = self.api
+        ep = api.routes.get(path)
+        arg = None
+        if ep is None:
+            found = api.match(path)
+            if found is None:
+                return self._reply(conn, req, 404, f"no route for {req.method.decode('latin-1')} "
+                                   f"{path.decode('latin-1')}; the mock (--api {api.name}) "
+                                   f"serves {api.served}")
+            ep, arg = found
+        if req.method != ep.method:
+            return self._reply(conn, req, 405, f"use {ep.method.decode()} for "
+                               f"{path.decode('latin-1')}")
+        if self._key is not None:
+            refused = api.check_key(req.headers, query, self._key)
+            if refused is not None:
+                return self._reply(conn, req, 401, refused)
+        if ep.parse is None:
+            conn.transport.write(self.json(200, self._models_body, req.keep_alive))
             return None
-        return self._reply(conn, req, 404, f"no route for {method.decode('latin-1')} "
-                           f"{path.decode('latin-1')}; the mock serves /v1/chat/completions, "
-                           "/v1/completions and /v1/models", code="not_found")
+        return self._completion(conn, req, ep, arg, query)
+
+    def _own_route(self, conn: _Connection, req: _Request, path: bytes) -> None:
+        method = req.method
+        if path == b"/lens/requests" and method == b"DELETE":
+            if self.captured is not None:
+                self.captured.clear()
+            conn.transport.write(self.json(200, b"{}", req.keep_alive))
+        elif path not in (b"/lens/truth", b"/lens/requests", b"/health"):
+            self._reply(conn, req, 404, f"no route for {method.decode('latin-1')} "
+                        f"{path.decode('latin-1')}; the mock's own routes are /lens/truth, "
+                        "/lens/requests and /health")
+        elif method != b"GET":
+            self._reply(conn, req, 405, f"use GET for {path.decode()}")
+        elif path == b"/lens/truth":
+            conn.transport.write(self.json(200, self.truth.to_npz(), req.keep_alive,
+                                           b"application/octet-stream"))
+        elif path == b"/lens/requests":
+            conn.transport.write(self.json(200, capture.to_json(self.captured or (), self.worker),
+                                           req.keep_alive))
+        else:
+            conn.transport.write(self.json(200, b"{}", req.keep_alive))
 
     def _reply(self, conn: _Connection, req: _Request, status: int, message: str,
-               param: str | None = None, code: str | None = None) -> None:
-        conn.transport.write(self.json(status, wire.error_body(message, param=param, code=code),
+               param: str | None = None) -> None:
+        conn.transport.write(self.json(status, self.api.error(status, message, param),
                                        req.keep_alive))
 
-    def _completion(self, conn: _Connection, req: _Request, dialect: wire.Dialect) -> None:
+    def _completion(self, conn: _Connection, req: _Request, ep: Endpoint, arg: str | None,
+                    query: bytes) -> None:
         try:
             body = orjson.loads(req.body)
         except orjson.JSONDecodeError as e:
@@ -305,52 +369,44 @@ class MockServer:
                                f"request ({e}).")
         if not isinstance(body, dict):
             return self._reply(conn, req, 400, "The request body must be a JSON object.")
-        model = body.get("model", self.config.model)
-        if not isinstance(model, str):
-            return self._reply(conn, req, 400, "'model' must be a string.", "model")
         try:
-            prompt_chars = _prompt_chars(body, dialect.is_chat)
-        except ValueError as e:
-            return self._reply(conn, req, 400, str(e), "messages" if dialect.is_chat else "prompt")
-        key = "max_tokens"
-        if dialect.is_chat and body.get("max_completion_tokens") is not None:
-            key = "max_completion_tokens"
-        max_tokens = body.get(key)
-        if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 1):
-            return self._reply(conn, req, 400, f"'{key}' must be an integer >= 1 "
-                               f"(got {max_tokens!r}).", key)
+            plan = ep.parse(body, req, arg, query)  # type: ignore[misc]
+        except BadRequest as e:
+            return self._reply(conn, req, e.status, str(e), e.param)
+        dialect = plan.dialect
+        max_tokens = plan.max_tokens
         n_tokens = max_tokens or 16
-        finish_reason = "length"
+        finish_reason = dialect.finish_capped
         override = self.config.output_tokens
         if override is not None and (max_tokens is None or override < max_tokens):
-            n_tokens, finish_reason = override, "stop"
-        stream = body.get("stream") is True
-        options = body.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        prompt_tokens = (prompt_chars + 3) // 4
+            n_tokens, finish_reason = override, dialect.finish_natural
+        stream = plan.stream
+        if plan.model is None:
+            plan.model = self.config.model
+        plan.model_json = orjson.dumps(plan.model)
+        plan.n_tokens = n_tokens
+        plan.finish = finish_reason
+        plan.prompt_tokens = (plan.prompt_chars + 3) // 4
 
         self._seq += 1
         request_id = req.request_id or f"w{self.worker}-{self._seq}"
-        response_id = f"{dialect.id_prefix}lens{self.worker}x{self._seq}"
-        created = int(time.time())  # a wall-clock field of the wire format, not a timing
+        req.request_id = request_id
+        plan.response_id = f"{dialect.id_prefix}lens{self.worker}x{self._seq}"
+        plan.created = int(time.time())  # a wall-clock field of the wire format, not a timing
         truth = self.truth
         row = truth.begin(request_id, req.t_received_ns, stream, n_tokens)
         tok_base = truth.token_offset[row] if row >= 0 and stream else -1
         if stream:
-            prefix = dialect.prefix(response_id, created, orjson.dumps(model))
-            end = dialect.end_frames(prefix, finish_reason, prompt_tokens, n_tokens, include_usage)
-            st = _Stream(conn, True, dialect.token_frames(prefix, n_tokens), end, n_tokens, row,
-                         tok_base, req.keep_alive)
-            head = self._head[req.keep_alive] + dialect.first_frame(prefix)
+            first, frames, mask, end = dialect.stream_parts(plan)
+            st = _Stream(conn, True, frames, mask, end, n_tokens, row, tok_base, req.keep_alive)
+            head = self.stream_head(dialect.content_type, req.keep_alive) + first
             t = _clock(_MONO)
             conn.transport.write(head)
             if row >= 0:
                 truth.t_headers_ns[row] = t
         else:
-            body_bytes = dialect.body(response_id, created, model, finish_reason, prompt_tokens,
-                                      n_tokens)
-            st = _Stream(conn, False, [], self.json(200, body_bytes, req.keep_alive), n_tokens,
-                         row, -1, req.keep_alive)
+            st = _Stream(conn, False, [], 0, self.json(200, dialect.body_of(plan), req.keep_alive),
+                         n_tokens, row, -1, req.keep_alive)
         conn.active = st
         if self._limit == 0 or self.active < self._limit:
             self._admit(st, _clock(_MONO))
@@ -433,13 +489,13 @@ class MockServer:
             i = st.i
             now = clock(mono)
             if i == st.last:
-                st.write(st.frames[i & _WORD_MASK] + st.end if st.stream else st.end)
+                st.write(st.frames[i & st.mask] + st.end if st.stream else st.end)
                 if st.tok_base >= 0:
                     tokens[st.tok_base + i] = now
                 self._finish(st, now)
                 continue
             if st.stream:
-                st.write(st.frames[i & _WORD_MASK])
+                st.write(st.frames[i & st.mask])
                 if st.tok_base >= 0:
                     tokens[st.tok_base + i] = now
             st.i = i + 1
@@ -544,29 +600,6 @@ class MockServer:
             self._wakeup.close()
             if self.config.truth_file:
                 self.truth.dump(f"{self.config.truth_file}.{self.worker}")
-
-
-def _prompt_chars(body: dict, chat: bool) -> int:
-    """Return the characters of the prompt (messages' text for chat); raise ValueError."""
-    if chat:
-        messages = body.get("messages")
-        if not isinstance(messages, list):
-            raise ValueError("'messages' is a required property and must be an array.")
-        n = 0
-        for m in messages:
-            content = m.get("content") if isinstance(m, dict) else None
-            if isinstance(content, str):
-                n += len(content)
-            elif isinstance(content, list):
-                n += sum(len(p.get("text") or "") for p in content if isinstance(p, dict))
-        return n
-    prompt = body.get("prompt")
-    if isinstance(prompt, str):
-        return len(prompt)
-    if isinstance(prompt, list):
-        # a list of strings, or token ids (4 characters each, so one id counts one token)
-        return sum(len(p) if isinstance(p, str) else 4 for p in prompt)
-    raise ValueError("'prompt' is a required property and must be a string or an array.")
 
 
 def serve(config: MockConfig, worker: int = 0, sock: socket.socket | None = None,

@@ -12,7 +12,7 @@ A worker writes its record as an uncompressed ``.npz`` (``numpy.load``-able, no 
     request_id     <U..  [n]  the request's ``x-request-id`` header, else "w<k>-<seq>"
     t_received_ns  int64 [n]  the request was fully read
     t_admitted_ns  int64 [n]  it got a concurrency slot (later if it queued; 0: left before)
-    t_headers_ns   int64 [n]  streamed: headers (+ chat role event) written;
+    t_headers_ns   int64 [n]  streamed: headers (+ opening events, e.g. chat's role) written;
                               non-streamed: the whole response written
     t_done_ns      int64 [n]  the last byte was handed to the kernel; 0 if the client left first
     stream         bool  [n]  streamed (SSE) or not

@@ -1,7 +1,8 @@
 """Build the bytes the mock writes: HTTP heads, OpenAI chat/completions SSE chunks, JSON bodies.
 
 The mock writes each dialect itself (not through ``lens.providers``), so a codec mistake
-cannot hide on both sides of a test.
+cannot hide on both sides of a test. The other dialects (Anthropic, Gemini, Cohere, TGI) are in
+``lens.mock.dialects``, built from the same pieces.
 
 A streamed token is one HTTP chunk holding one SSE event::
 
@@ -20,8 +21,11 @@ __all__ = [
     "CHAT",
     "COMPLETIONS",
     "DONE_FRAMES",
+    "SSE",
     "WORDS",
+    "WORD_MASK",
     "Dialect",
+    "Plan",
     "error_body",
     "frame",
     "json_response",
@@ -42,8 +46,9 @@ assert len(WORDS) & WORD_MASK == 0
 #: ``data: [DONE]`` event and the chunked-encoding terminator.
 DONE_FRAMES = b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"
 
-_REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
-            413: b"Payload Too Large"}
+_REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found",
+            405: b"Method Not Allowed", 413: b"Payload Too Large", 422: b"Unprocessable Entity"}
+SSE = b"text/event-stream"
 
 
 def frame(event: bytes) -> bytes:
@@ -61,10 +66,10 @@ def _extra_headers(worker: int, pid: int) -> bytes:
     return b"x-lens-mock-worker: %d\r\nx-lens-mock-pid: %d\r\n" % (worker, pid)
 
 
-def stream_head(worker: int, pid: int, keep_alive: bool) -> bytes:
-    """Return the status line and headers of a streamed (SSE, chunked) 200 response."""
-    return (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-            b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n"
+def stream_head(worker: int, pid: int, keep_alive: bool, content_type: bytes = SSE) -> bytes:
+    """Return the status line and headers of a streamed (chunked) 200 response."""
+    return (b"HTTP/1.1 200 OK\r\ncontent-type: %b\r\n" % content_type
+            + b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n"
             + (b"connection: keep-alive\r\n" if keep_alive else b"connection: close\r\n")
             + _extra_headers(worker, pid) + b"\r\n")
 
@@ -84,8 +89,46 @@ def error_body(message: str, type_: str = "invalid_request_error", param: str | 
     return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
 
 
+class Plan:
+    """One completion request as the server resolved it: which dialect, what to write, how much.
+
+    An endpoint's parser (``lens.mock.apis``) fills the request's fields; the server then sets
+    ``n_tokens``, ``finish``, ``prompt_tokens``, ``response_id`` and ``created``. Every dialect
+    answers ``stream_parts(plan)`` and ``body_of(plan)`` from it.
+    """
+
+    __slots__ = ("created", "details", "dialect", "finish", "include_usage", "max_tokens",
+                 "model", "model_json", "n_tokens", "prompt_chars", "prompt_tokens",
+                 "response_id", "stream")
+
+    def __init__(self, dialect: Dialect, stream: bool, model: str | None, max_tokens: int | None,
+                 prompt_chars: int, include_usage: bool = False, details: bool = False) -> None:
+        self.dialect = dialect
+        self.stream = stream
+        self.model = model  # None: the server's --model
+        self.model_json = b""
+        self.max_tokens = max_tokens  # None: 16
+        self.prompt_chars = prompt_chars
+        self.include_usage = include_usage  # OpenAI stream_options.include_usage
+        self.details = details  # TGI parameters.details
+        self.n_tokens = 0
+        self.finish = ""
+        self.prompt_tokens = 0
+        self.response_id = ""
+        self.created = 0
+
+
 class Dialect:
-    """The byte pieces of one OpenAI endpoint (chat or completions)."""
+    """The byte pieces of one OpenAI endpoint (chat or completions).
+
+    Every dialect (these and ``lens.mock.dialects``) has ``content_type``, ``id_prefix``,
+    ``finish_capped`` / ``finish_natural`` (its finish reason when the length cap was hit / when
+    ``--output-tokens`` ended the text first), ``stream_parts(plan)`` and ``body_of(plan)``.
+    """
+
+    content_type = SSE
+    finish_capped = "length"
+    finish_natural = "stop"
 
     def __init__(self, name: str, object_: str, id_prefix: str) -> None:
         self.name = name
@@ -93,7 +136,7 @@ class Dialect:
         self.id_prefix = id_prefix
         self.is_chat = name == "chat"
         self.tails = [self._choices(orjson.dumps(w)) + b"}\n\n\r\n" for w in WORDS]
-        self._heads: dict[int, list[bytes]] = {}
+        self._pieces_of: dict[int, list[tuple[bytes, bytes]]] = {}
 
     def _choices(self, text_json: bytes, finish: bytes = b"null") -> bytes:
         if self.is_chat:
@@ -107,13 +150,17 @@ class Dialect:
 
     def heads(self, prefix_len: int) -> list[bytes]:
         """Return the chunk-size lines of the token events for a prefix of ``prefix_len`` bytes."""
-        heads = self._heads.get(prefix_len)
-        if heads is None:
+        return [h for h, _ in self._pieces(prefix_len)]
+
+    def _pieces(self, prefix_len: int) -> list[tuple[bytes, bytes]]:
+        # (size line, tail) of each word: a token chunk is prefix.join(pieces[j]), one copy
+        pieces = self._pieces_of.get(prefix_len)
+        if pieces is None:
             # The tail holds the chunk's closing CRLF, which the size does not count.
-            heads = [b"%x\r\n" % (prefix_len + len(t) - 2) for t in self.tails]
-            if len(self._heads) < 256:  # model names vary per request; keep the cache bounded
-                self._heads[prefix_len] = heads
-        return heads
+            pieces = [(b"%x\r\n" % (prefix_len + len(t) - 2), t) for t in self.tails]
+            if len(self._pieces_of) < 256:  # model names vary per request; keep it bounded
+                self._pieces_of[prefix_len] = pieces
+        return pieces
 
     def first_frame(self, prefix: bytes) -> bytes:
         """Return the role event of a chat stream (empty for completions)."""
@@ -136,9 +183,23 @@ class Dialect:
 
     def token_frames(self, prefix: bytes, n_tokens: int) -> list[bytes]:
         """Return the chunks of tokens 0 .. min(n_tokens, K) - 1; token i is ``[i % K]``."""
-        heads = self.heads(len(prefix))
-        tails = self.tails
-        return [heads[j] + prefix + tails[j] for j in range(min(n_tokens, len(WORDS)))]
+        pieces = self._pieces(len(prefix))
+        if n_tokens < len(pieces):
+            pieces = pieces[:n_tokens]
+        return list(map(prefix.join, pieces))
+
+    def stream_parts(self, plan: Plan) -> tuple[bytes, list[bytes], int, bytes]:
+        """Return (first, frames, mask, end) of a stream: ``first`` goes with the headers, token
+        i is ``frames[i & mask]``, ``end`` follows the last token (terminator included)."""
+        prefix = self.prefix(plan.response_id, plan.created, plan.model_json)
+        return (self.first_frame(prefix), self.token_frames(prefix, plan.n_tokens), WORD_MASK,
+                self.end_frames(prefix, plan.finish, plan.prompt_tokens, plan.n_tokens,
+                                plan.include_usage))
+
+    def body_of(self, plan: Plan) -> bytes:
+        """Return the JSON body of the non-streamed response to ``plan``."""
+        return self.body(plan.response_id, plan.created, plan.model or "", plan.finish,
+                         plan.prompt_tokens, plan.n_tokens)
 
     def body(self, request_id: str, created: int, model: str, finish_reason: str,
              prompt_tokens: int, completion_tokens: int) -> bytes:

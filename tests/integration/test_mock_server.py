@@ -283,8 +283,9 @@ def test_saturation_rate_is_the_computed_one():
     kw = {"ttft_ms": 5.0, "itl_ms": 2.0, "max_concurrency": 4, "batch_slowdown": 0.5}
     expected = saturation_rps(output_tokens=10, **kw)
     assert expected == pytest.approx(80.0)
-    end = time.monotonic() + 1.5
     with MockProcess(**kw) as m:
+        end = time.monotonic() + 1.5  # from when the mock listens: a slow start takes no window
+
         def loop(c, k):
             while time.monotonic() < end:
                 stream(c, m.url, chat(10))
@@ -386,3 +387,18 @@ def test_a_threaded_server_writes_its_truth_file_on_stop(tmp_path):
         assert len(contents(events)) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.0"]
     assert len(load_truth(tmp_path / "t")["t"]["token_write_ns"]) == 3
+
+
+def test_own_routes_and_request_capture(mock, client):
+    client.delete(mock.base_url + "/lens/requests")
+    stream(client, mock.url, chat(2), request_id="cap")
+    client.get(mock.url + "/models")
+    got = client.get(mock.base_url + "/lens/requests").json()
+    assert [(g["method"], g["path"], g["request_id"]) for g in got] == [
+        ("POST", "/v1/chat/completions", "cap"), ("GET", "/v1/models", None)]
+    assert got[0]["json"] == chat(2) and got[0]["headers"]["x-request-id"] == "cap"
+    assert client.delete(mock.base_url + "/lens/requests").status_code == 200
+    assert client.get(mock.base_url + "/lens/requests").json() == []
+    r = client.get(mock.base_url + "/lens/nothing")
+    assert r.status_code == 404 and "/lens/requests" in r.json()["error"]["message"]
+    assert client.post(mock.base_url + "/lens/truth").status_code == 405

@@ -42,10 +42,21 @@ def test_cpu_of_cycles():
     ({"truth_limit": -1}, "--truth-limit must be >= 0"),
     ({"ttft": DistSpec("uniform", 1.0, 5.0)}, "--ttft-spread-ms must be <= --ttft-ms"),
     ({"cpus": (10_000,)}, "names CPUs this process cannot use"),
+    ({"api": "bard"}, "--api must be one of openai, anthropic, gemini, cohere, tgi"),
+    ({"capture": -1}, "--capture must be >= 0"),
+    ({"require_key": ""}, "--require-key must be printable ASCII"),
+    ({"require_key": "two words"}, "--require-key must be printable ASCII"),
 ])
 def test_bad_settings(kw, words):
     with pytest.raises(ConfigError, match=words):
         MockConfig(**kw).validate()
+
+
+def test_a_bad_key_is_never_shown():
+    with pytest.raises(ConfigError) as e:
+        MockConfig(require_key="sk-1 2").validate()
+    assert "sk-1" not in str(e.value)
+    assert "sk-1" not in repr(MockConfig(require_key="sk-1"))
 
 
 def test_mock_process_validates_before_starting():
@@ -56,17 +67,32 @@ def test_mock_process_validates_before_starting():
 def test_mock_process_args_mirror_the_flags():
     m = MockProcess(ttft_ms=5, itl_ms=1.5, itl_dist="normal", itl_spread_ms=0.5,
                     output_tokens=7, workers=2, max_concurrency=3, batch_slowdown=0.25,
-                    cpu="0", truth_file="/x/t")
+                    cpu="0", truth_file="/x/t", api="gemini", capture=5, require_key="sk-9")
     args = m.args()
+    assert "sk-9" not in " ".join(args)  # the key goes by the environment
     flags = dict(zip(args[::2], args[1::2], strict=True))
     assert flags["--ttft-ms"] == "5" and flags["--itl-ms"] == "1.5"
     assert flags["--itl-dist"] == "normal" and flags["--itl-spread-ms"] == "0.5"
     assert flags["--output-tokens"] == "7" and flags["--workers"] == "2"
     assert flags["--max-concurrency"] == "3" and flags["--batch-slowdown"] == "0.25"
     assert flags["--cpu"] == "0" and flags["--truth-file"] == "/x/t" and flags["--port"] == "0"
+    assert flags["--api"] == "gemini" and flags["--capture"] == "5"
     # and the command accepts every one of them
     parsed = mock_command.make_context("mock", list(args)).params
     assert parsed["itl_spread_ms"] == 0.5 and parsed["cpu"] == "0"
+    assert parsed["api"] == "gemini" and parsed["capture"] == 5 and parsed["require_key"] is None
+
+
+def test_the_key_flag_reads_the_environment(monkeypatch):
+    monkeypatch.setenv("LENS_MOCK_REQUIRE_KEY", "sk-env")
+    assert mock_command.make_context("mock", []).params["require_key"] == "sk-env"
+    params = mock_command.make_context("mock", ["--require-key", "sk-flag"]).params
+    assert params["require_key"] == "sk-flag"
+
+
+def test_requests_needs_a_running_mock():
+    with pytest.raises(RuntimeError, match="needs the mock running"):
+        MockProcess().requests()
 
 
 def test_truth_before_stop_is_an_error():
@@ -79,7 +105,9 @@ def test_help_gives_the_formula():
     assert "1 + S*(active-1)" in out
     assert "D = ttft + (T-1)*itl*(1 + S*(C-1))" in out
     for flag in ("--ttft-dist", "--itl-spread-ms", "--max-concurrency", "--truth-file",
-                 "--truth-limit", "--workers", "--cpu", "--seed", "--model"):
+                 "--truth-limit", "--workers", "--cpu", "--seed", "--model", "--api",
+                 "--capture", "--require-key", "/v1/messages", "/v2/chat", "/generate_stream",
+                 ":streamGenerateContent", "/lens/requests"):
         assert flag in out
 
 

@@ -98,6 +98,8 @@ def test_stream_head():
                      "cache-control: no-cache", "connection: keep-alive",
                      "x-lens-mock-worker: 3", "x-lens-mock-pid: 42"]
     assert b"connection: close\r\n" in wire.stream_head(0, 1, keep_alive=False)
+    assert wire.stream_head(0, 1, True, b"application/json").startswith(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n")
 
 
 def test_json_response_and_error_body():

@@ -318,3 +318,51 @@ def test_decoder_never_crashes_on_arbitrary_bytes(data, framing):
             break
     h.dec.end_of_input()
     h.finish()
+
+
+def test_event_name_resets_at_a_blank_line_even_without_data():
+    h = Harness()
+    h.dec.feed(b"event: error\n\n" b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n')
+    assert not h.dec.error_seen and h.dec.token_events == 1 and h.dec.events == 1
+    h.finish()
+
+
+def test_event_names_longer_than_the_buffer_match_nothing():
+    ev = b'data: {"type":"content_block_delta","delta":{"type":"text_delta","text":"a"}}\n\n'
+    h = Harness(dialect=S.DIALECT_ANTHROPIC)
+    h.dec.feed(b"event: content_block_delta" + b"x" * 40 + b"\n" + ev)
+    h.dec.feed(b"event: content_block_delta\n" + ev)
+    assert h.dec.events == 2 and h.dec.token_events == 1
+    h.finish()
+
+
+@pytest.mark.parametrize("dialect", [S.DIALECT_OPENAI_CHAT, S.DIALECT_OPENAI_COMPLETIONS,
+                                     S.DIALECT_ANTHROPIC, S.DIALECT_GEMINI, S.DIALECT_COHERE,
+                                     S.DIALECT_TGI, S.DIALECT_LLAMACPP,
+                                     S.DIALECT_OPENAI_RESPONSES])
+def test_error_field_line_and_error_events_are_stream_errors_in_every_dialect(dialect):
+    # llama.cpp's `error:` field is not SSE: a strict parser would drop it
+    for body in (b'error: {"code":500,"message":"boom","type":"server_error"}\n\ndata: [DONE]\n\n',
+                 b'event: error\ndata: {"message":"boom","type":"server_error"}\n\n'):
+        h = Harness(dialect=dialect)
+        h.dec.feed(body)
+        assert h.dec.error_seen and h.dec.error_message == "boom"
+        assert h.dec.error_type == "server_error" and b"boom" in h.dec.excerpt
+        h.finish()
+
+
+def test_lines_split_with_cr_lf_and_crlf_in_one_read_and_across_reads():
+    ev = b'{"choices":[{"delta":{"content":"a"}}]}'
+    body = b"data: " + ev + b"\r\r\ndata: " + ev + b"\n\r\ndata: " + ev + b"\r\n\n"
+    for i in range(len(body)):
+        h = Harness()
+        h.feed_all([body[:i], body[i:]])
+        assert h.dec.token_events == 3 and h.dec.events == 3, i
+        h.finish()
+
+
+def test_partial_line_over_the_size_limit_is_an_error():
+    h = Harness(max_event=100)
+    assert h.dec.feed(b"data: " + b"x" * 60) == S.NEED_MORE
+    assert h.dec.feed(b"x" * 60) == S.ERR_EVENT_TOO_LARGE
+    h.finish()

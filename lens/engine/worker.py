@@ -50,6 +50,7 @@ F_CONNECT = int(RowField.t_connect_ns)
 F_DNS = int(RowField.t_dns_ns)
 F_TLS = int(RowField.t_tls_ns)
 F_FIRST_TOKEN = int(RowField.t_first_token_ns)
+F_ATTEMPT = int(RowField.attempt)
 
 DISPATCH_AHEAD_NS = 500_000      # send arrivals due within 0.5 ms now: uvloop timers tick per ms
 SWEEP_S = 0.02                   # timeout sweep period
@@ -125,6 +126,7 @@ class Worker:
         self.idle: list[Conn] = []
         self.busy: set[Conn] = set()
         self.connecting: dict[int, asyncio.Task] = {}
+        self.slot_j: dict[int, int] = {}     # slot -> prompt index of the request it carries
         self.next_conn_id = index << 32
         self.in_flight = 0
         self.sent = 0
@@ -235,6 +237,7 @@ class Worker:
         conn.deadline_first_ns = t + int(tm.first_token_s * 1e9)
         conn.deadline_total_ns = t + int(tm.total_s * 1e9)
         self.busy.add(conn)
+        self.slot_j[slot] = j
         conn.send(slot, self.factory.build(rid, j))
         rec.stamp(slot, F_SENT)
 
@@ -260,9 +263,23 @@ class Worker:
         slot = conn.slot
         conn.slot = -1
         self.busy.discard(conn)
+        j = self.slot_j.pop(slot, 0)
         dec = conn.dec
-        dec.commit()
         status = conn.status
+        if (code == FAIL_RESET and status == 0 and conn._first and conn.requests > 1
+                and not self.stopping):
+            # A kept-alive connection the server had closed before it read this request (it
+            # sent no byte back): send the request again on a new connection, once per
+            # closed connection. llama.cpp's server closes after every streamed response
+            # while it advertises keep-alive.
+            conn.close()
+            rec = self.recorder
+            rec.set(slot, F_ATTEMPT, rec.get(slot, F_ATTEMPT) + 1)
+            rid = rec.get(slot, 0)
+            self.connecting[slot] = self.loop.create_task(self._connect_send(slot, rid, j))
+            return
+        if status:      # a response began: its decoder holds this request's figures
+            dec.commit()
         if code == DONE_OK:
             if status < 200 or status >= 300:
                 err = E.HTTP_STATUS
@@ -380,8 +397,9 @@ class Worker:
         slot = conn.slot
         conn.slot = -1
         self.busy.discard(conn)
-        conn.dec.commit()
         status = conn.status
+        if status:      # a response began: its decoder holds this request's figures
+            conn.dec.commit()
         conn.close()
         self._end(slot, status, kind, flags)
 

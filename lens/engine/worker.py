@@ -60,6 +60,22 @@ MAX_ERROR_SAMPLES = 5
 COUNTER_SENT, COUNTER_IN_FLIGHT, COUNTER_DROPPED = 0, 1, 2   # row-ring counters
 
 
+def peak_rss_mb() -> float:
+    """Return this process's own peak RSS in MB.
+
+    Linux's ``ru_maxrss`` survives exec, so a spawned worker would report its parent's peak
+    when the parent was bigger; ``VmHWM`` in /proc/self/status is the process's own.
+    """
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def worker_share(total: int, worker: int, workers: int) -> int:
     """Return worker ``worker``'s share of ``total`` items split as evenly as possible."""
     return total // workers + (1 if worker < total % workers else 0)
@@ -546,7 +562,7 @@ class Worker:
                 "max": lags[-1] / 1e6 if lags else 0.0,
             },
             "new_connections_in_run": self.new_conns_in_run,
-            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "max_rss_mb": peak_rss_mb(),
             "rows_spilled": self.rows.spilled,
             "tokens_spilled": self.tokens.spilled,
             "errors": self.errors_seen,

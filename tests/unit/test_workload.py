@@ -204,3 +204,13 @@ def test_progress_text_names_every_figure():
                  "achieved 9.9 req/s", "TTFT p50 21.5 ms"):
         assert part in text
     assert "TTFT p50 –" in progress_text(plan, 1, 0, Progress(0, 0, 0, 0, 0.0, None))
+
+
+def test_peak_rss_is_this_process_own():
+    import resource
+
+    from lens.engine.worker import peak_rss_mb
+
+    mb = peak_rss_mb()
+    assert 5 < mb < 4096
+    assert mb <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + 1

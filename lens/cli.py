@@ -1,4 +1,4 @@
-"""The ``lens-fast`` command: run · mock (more subcommands join as they land).
+"""The ``lens-fast`` command: run · validate · mock (more subcommands join as they land).
 
 Every subcommand lives in its own module and is registered here. ``LensError`` is printed as
 ``ErrorType: message`` on one line with exit status 1; ``--debug`` shows the traceback.
@@ -24,6 +24,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     Quick start:
       lens-fast run                 profile the embedded mock endpoint
       lens-fast run --url http://localhost:8000/v1 --model M --rps 50 --duration 30s
+      lens-fast validate bench.yaml && lens-fast run bench.yaml
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -31,9 +32,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     from lens.engine.command import run_command
+    from lens.engine.validate_command import validate_command
     from lens.mock.command import mock_command
 
     cli.add_command(run_command, "run")
+    cli.add_command(validate_command, "validate")
     cli.add_command(mock_command, "mock")
 
 

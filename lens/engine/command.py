@@ -1,6 +1,7 @@
 """``lens-fast run``: profile an endpoint (or the embedded mock) with open- or closed-loop load."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -163,12 +164,80 @@ def build_plan(o: dict, url: str, embedded: bool = False) -> RunPlan:
         ignore_eos=o["ignore_eos"],
         price=resolve_price(o, name, model),
     )
+    if o.get("tokenizer"):
+        from lens.engine.requests import prompts_for
+        from lens.workload.prompts import load_tokenizer
+
+        tok = load_tokenizer(o["tokenizer"])
+        pool = tuple(prompts_for(plan))
+        plan = dataclasses.replace(plan, prompts=pool, prompt_tokens=tuple(tok.count_many(pool)),
+                                   tokenizer=tok.description)
     check_plan(plan)
     check_wire(plan)
     return plan
 
 
+#: Flags that override a config file's values (option name → build_plans' key).
+CONFIG_OVERRIDES = {"url": "url", "model": "model", "requests": "requests",
+                    "duration": "duration_s", "rps": "rps", "concurrency": "concurrency",
+                    "arrival": "arrival", "max_tokens": "max_tokens", "cores": "cores",
+                    "seed": "seed", "timeout": "timeouts", "warmup": "warmup",
+                    "ignore_eos": "ignore_eos", "max_inflight": "max_inflight",
+                    "tokenizer": "tokenizer", "client": "client", "http2": "http2",
+                    "insecure": "insecure", "ca_cert": "ca_cert", "no_usage": "include_usage",
+                    "input_tokens": "input_tokens"}
+#: Flags of the run itself, allowed with a config file.
+RUN_FLAGS = {"output", "no_progress", "strict", "config"}
+
+
+def config_overrides(o: dict, given: set[str]) -> dict:
+    """Return the flags given on the command line as build_plans overrides; refuse the rest."""
+    out: dict = {}
+    for name in sorted(given):
+        if name in RUN_FLAGS:
+            continue
+        if name not in CONFIG_OVERRIDES:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} cannot be combined with a config file; set it in the "
+                              f"file (see docs/config.md). Flags that override the file: "
+                              + ", ".join("--" + k.replace("_", "-") for k in CONFIG_OVERRIDES))
+        v = o[name]
+        if name == "duration":
+            v = parse_duration(v)
+        elif name == "timeout":
+            v = parse_timeouts(v)
+        elif name == "no_usage":
+            v = not v
+        elif name == "url":
+            v = check_url(v)
+        elif name in ("requests", "max_tokens", "max_inflight", "cores", "input_tokens",
+                      "concurrency") and v is not None and v < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1 (got {v})")
+        elif name == "rps" and v is not None and not v > 0:
+            raise ConfigError(f"--rps must be > 0 (got {v}); use --concurrency for "
+                              "closed-loop runs")
+        out[CONFIG_OVERRIDES[name]] = v
+    if "rps" in out and "concurrency" in out:
+        raise ConfigError("give --rps (open loop) or --concurrency (closed loop), not both")
+    return out
+
+
+def run_config(o: dict, given: set[str]) -> int:
+    """``lens-fast run CONFIG``: load, override with flags, check, run every plan."""
+    from lens.config import build_plans, load_config
+    from lens.engine.runner import run_plans_and_report
+
+    cfg = load_config(o["config"])
+    plans = build_plans(cfg, config_overrides(o, given))
+    for plan in plans:
+        check_wire(plan)
+    return run_plans_and_report(plans, exports=cfg.exports, output=o["output"],
+                                progress=not o["no_progress"], strict=o["strict"],
+                                argv=sys.argv, config_path=o["config"])
+
+
 @click.command("run")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--provider", type=click.Choice(list(PROVIDERS)), default="openai",
               show_default=True, help="The API the endpoint speaks (see docs/providers.md).")
 @click.option("--url", help="Base URL of the endpoint, e.g. http://localhost:8000/v1. Default: "
@@ -215,6 +284,9 @@ def build_plan(o: dict, url: str, embedded: bool = False) -> RunPlan:
 @click.option("--prompt", help="The prompt text of every request.")
 @click.option("--input-tokens", type=int, help="Synthetic prompts of about N tokens "
               "(default 32).")
+@click.option("--tokenizer", type=click.Path(), metavar="PATH", help="Count prompt tokens "
+              "with a local Hugging Face tokenizer (tokenizer.json or its folder; needs pip "
+              "install tokenizers). Default: 4 characters per token.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of arrivals and synthetic prompts.")
 @click.option("--timeout", help="TOTAL, or CONNECT/FIRST_TOKEN/TOTAL (default 10s/60s/600s).")
@@ -241,9 +313,14 @@ def build_plan(o: dict, url: str, embedded: bool = False) -> RunPlan:
 def run_command(**o) -> None:
     """Profile an endpoint: open-loop (--rps) or closed-loop (--concurrency) streaming load.
 
+    With CONFIG (a YAML or JSON file, docs/config.md) every scenario runs against every
+    provider × model of the file, one after another; flags given on the command line override
+    the file's values.
+
     \b
     Examples:
       lens-fast run
+      lens-fast run bench.yaml --requests 20
       lens-fast run --url http://localhost:8000/v1 --model meta-llama/Llama-3.1-8B-Instruct \\
           --rps 20 --arrival poisson --duration 60s --output results/
       lens-fast run --provider anthropic --model claude-haiku-4-5 --concurrency 4 --requests 100
@@ -256,6 +333,9 @@ def run_command(**o) -> None:
     if o["http2"] and o["client"] != "httpx":
         raise ConfigError("--http2 needs --client httpx (the fast client speaks HTTP/1.1)")
     ctx = click.get_current_context()
+    if o["config"] is not None:
+        given = {k for k in o if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
+        sys.exit(run_config(o, given))
     given = ctx.get_parameter_source("provider") not in (ParameterSource.DEFAULT, None)
     url, embedded = resolve_target(o, given)
     plan = build_plan(o, url or "http://127.0.0.1:1/v1", embedded=embedded)

@@ -16,7 +16,7 @@ import httpx
 from lens._core.recorder import RowField
 from lens._core.stream import FRAMING_DECODED, StreamDecoder
 from lens.engine import errors as E
-from lens.engine.requests import headers_for
+from lens.engine.requests import headers_for, path_for
 from lens.engine.worker import set_classifier
 
 T_FIRST_BYTE = int(RowField.t_first_byte_ns)
@@ -62,7 +62,7 @@ class HttpxClient:
         self.w = worker
         plan = worker.plan
         tm = plan.timeouts
-        self.url = plan.request_url
+        self.url = plan.request_url.removesuffix(plan.path) + path_for(plan)
         self.headers = headers_for(plan)
         verify = worker.ssl if worker.ssl is not None else True
         self.client = httpx.AsyncClient(

@@ -67,6 +67,18 @@ class RunPlan:
     ignore_eos: bool = False                  # vllm/sglang/llamacpp: exactly max_tokens out
     # {"input_per_mtok", "output_per_mtok", "source"}; None: looked up from the bundled table
     price: dict | None = None
+    # ---- from a config file (lens.config); the defaults are a flag-only run's ----
+    scenario: str = "default"                 # the scenario's name in rows and the summary
+    prompts: tuple[str, ...] | None = None    # the prompt pool (requests go round-robin)
+    prompt_tokens: tuple[int, ...] | None = None      # input tokens of each pooled prompt
+    prompt_max_tokens: tuple[int, ...] | None = None  # max_tokens of each (None: max_tokens)
+    tokenizer: str | None = None              # how prompt_tokens were counted (summary)
+    temperature: float | None = None          # None: the API's default
+    # auth style when a config names one: {"type": bearer|header|query, "header", "param"}
+    # (the token itself is api_key); None: the provider's own style
+    auth: dict | None = None
+    retry: dict | None = None                 # execution.retry, validated, not yet acted on
+    rate_limit: dict | None = None            # execution.rate_limit, validated, not acted on
 
     # ---- derived ----
     @property
@@ -103,6 +115,13 @@ class RunPlan:
         d = dataclasses.asdict(self)
         d.pop("api_key", None)
         d["api_key_set"] = self.api_key is not None
+        # the pool can hold thousands of prompts: outputs keep its size and first prompt
+        for k in ("prompts", "prompt_tokens", "prompt_max_tokens"):
+            v = d.pop(k)
+            if v is not None:
+                d[f"{k}_count"] = len(v)
+        if self.prompts:
+            d["prompts_first"] = self.prompts[0][:200]
         return d
 
 

@@ -7,7 +7,11 @@ The path, headers and body come from the plan's provider (``lens.providers``).
 """
 from __future__ import annotations
 
+import dataclasses
+from urllib.parse import quote
+
 import numpy as np
+import orjson
 
 from lens.engine.plan import RunPlan
 from lens.providers import get_provider
@@ -40,38 +44,84 @@ def estimate_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4)
 
 
-def request_body(plan: RunPlan, prompt: str) -> bytes:
-    """Return the JSON body of one streaming request for ``prompt`` (the provider's shape)."""
-    return get_provider(plan.provider).body(plan, prompt)
+#: Where each provider's body takes ``temperature`` (a path of keys); top level otherwise.
+TEMPERATURE_AT = {"tgi": ("parameters",), "gemini": ("generationConfig",)}
+
+
+def request_body(plan: RunPlan, prompt: str, max_tokens: int | None = None) -> bytes:
+    """Return the JSON body of one streaming request for ``prompt`` (the provider's shape).
+
+    ``max_tokens`` (a per-prompt output length) replaces the plan's; ``plan.temperature``
+    goes where the provider's API takes it.
+    """
+    if max_tokens is not None and max_tokens != plan.max_tokens:
+        plan = dataclasses.replace(plan, max_tokens=max_tokens)
+    body = get_provider(plan.provider).body(plan, prompt)
+    if plan.temperature is None:
+        return body
+    obj = orjson.loads(body)
+    at = obj
+    for k in TEMPERATURE_AT.get(plan.provider, ()):
+        at = at.setdefault(k, {})
+    at["temperature"] = plan.temperature
+    return orjson.dumps(obj)
 
 
 def prompts_for(plan: RunPlan) -> list[str]:
-    """Return the prompt pool of a plan: the fixed prompt, or seeded synthetic ones."""
+    """Return the prompt pool of a plan: its pool, the fixed prompt, or seeded synthetic ones."""
+    if plan.prompts:
+        return list(plan.prompts)
     if plan.prompt is not None:
         return [plan.prompt]
     return synthetic_prompts(plan.input_tokens or 32, plan.seed)
 
 
 def headers_for(plan: RunPlan) -> dict[str, str]:
-    """Return the request headers (auth included) besides Host, length and request id."""
-    return get_provider(plan.provider).headers(plan, plan.api_key)
+    """Return the request headers (auth included) besides Host, length and request id.
+
+    With a config's ``auth`` the key goes where it says (a bearer token, a named header, or
+    the query: see ``path_for``) instead of the provider's own place.
+    """
+    provider = get_provider(plan.provider)
+    if plan.auth is None or plan.api_key is None:
+        return provider.headers(plan, plan.api_key)
+    h = provider.headers(plan, None)
+    kind = plan.auth.get("type")
+    if kind == "bearer":
+        h["authorization"] = f"Bearer {plan.api_key}"
+    elif kind == "header":
+        h[plan.auth["header"].lower()] = plan.api_key
+    return h
+
+
+def path_for(plan: RunPlan) -> str:
+    """Return the request target: the provider's path, plus the key for ``auth: query``."""
+    path = plan.path
+    if plan.auth is not None and plan.auth.get("type") == "query" and plan.api_key:
+        sep = "&" if "?" in path else "?"
+        path += f"{sep}{quote(plan.auth['param'], safe='')}={quote(plan.api_key, safe='')}"
+    return path
 
 
 class RequestFactory:
     """Pre-built request bytes for a plan's prompt pool."""
 
     def __init__(self, plan: RunPlan):
-        provider = get_provider(plan.provider)
         self.prompts = prompts_for(plan)
-        self.bodies = [provider.body(plan, p) for p in self.prompts]
-        self.input_tokens = [estimate_tokens(p) for p in self.prompts]
+        outs = plan.prompt_max_tokens if plan.prompts else None
+        self.bodies = [request_body(plan, p, outs[i] if outs else None)
+                       for i, p in enumerate(self.prompts)]
+        if plan.prompts and plan.prompt_tokens:
+            self.input_tokens = list(plan.prompt_tokens)    # counted by the parent
+        else:
+            self.input_tokens = [estimate_tokens(p) for p in self.prompts]
         host = plan.host if plan.port in (80, 443) else f"{plan.host}:{plan.port}"
         if ":" in plan.host and not plan.host.startswith("["):
             host = f"[{plan.host}]:{plan.port}"
-        common = "".join(f"{k}: {v}\r\n"
-                         for k, v in provider.headers(plan, plan.api_key).items())
+        common = "".join(f"{k}: {v}\r\n" for k, v in headers_for(plan).items())
+        path = path_for(plan)
         self.pre = [
-            (f"POST {plan.path} HTTP/1.1\r\nhost: {host}\r\n{common}"
+            (f"POST {path} HTTP/1.1\r\nhost: {host}\r\n{common}"
              f"content-length: {len(b)}\r\nx-request-id: ").encode("latin-1")
             for b in self.bodies
         ]

@@ -46,13 +46,14 @@ class _Feed:
 
         p = self.plan
         self.results = RunResults(
-            t0_ns, t0_unix_ns=t0_unix_ns, targets=[target], open_loop=p.mode == "open",
+            t0_ns, t0_unix_ns=t0_unix_ns, scenario=p.scenario, targets=[target], open_loop=p.mode == "open",
             offered_rps=p.rps, duration_s=p.duration_s, max_token_stamps=p.max_token_stamps)
         if self.out_dir is not None:
             from lens.output.parquet import ParquetSink
 
             self.meta["t0_unix_ns"] = t0_unix_ns
-            self.sink = ParquetSink(self.out_dir, t0_ns, self.meta, targets=[target])
+            self.sink = ParquetSink(self.out_dir, t0_ns, self.meta, targets=[target],
+                                    scenario=p.scenario)
         for rows, tokens in self.early:
             self._feed(rows, tokens)
         self.early.clear()
@@ -156,6 +157,8 @@ def target_info(plan: RunPlan) -> dict[str, Any]:
     or, for plans built in code, the bundled table's; None when the model has no price.
     """
     info: dict[str, Any] = {"provider": plan.provider, "model": plan.model, "url": plan.url}
+    if plan.tokenizer is not None:
+        info["tokenizer"] = plan.tokenizer
     if get_provider(plan.provider).endpoints:
         info["endpoint"] = plan.endpoint
     price = plan.price
@@ -242,3 +245,141 @@ def run_and_report(plan: RunPlan, *, embedded: bool, output: str | None, progres
     if strict and result["client"]["saturated"]:
         return EXIT_SATURATED
     return EXIT_OK
+
+
+# ------------------------------------------------------------------- config runs
+def plan_dir_name(plan: RunPlan) -> str:
+    """Return the output subfolder of one scenario × provider × model: safe for any file system."""
+    import re
+
+    raw = f"{plan.scenario}--{plan.provider}--{plan.model}"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", raw)
+
+
+def combine_summaries(summaries: list[dict], meta: dict) -> dict:
+    """Return one summary of several runs: scenarios in order, each with every target's result.
+
+    Each run's summary was built by ``build_summary`` when it ended; results of one scenario
+    (one per provider × model) are gathered under that scenario's name.
+    """
+    from lens.output.summary import SCHEMA, redact_secrets
+
+    scenarios: dict[str, list] = {}
+    for s in summaries:
+        for sc in s["scenarios"]:
+            scenarios.setdefault(sc["name"], []).extend(sc["results"])
+    first = summaries[0]["metadata"] if summaries else {}
+    m = redact_secrets(dict(meta))
+    m.setdefault("started_at", first.get("started_at"))
+    m.setdefault("versions", first.get("versions"))
+    m.setdefault("host", first.get("host"))
+    m["duration_s"] = round(sum(s["metadata"].get("duration_s") or 0 for s in summaries), 6)
+    m["interrupted"] = any(s["metadata"].get("interrupted") for s in summaries)
+    return {"schema": SCHEMA, "metadata": m,
+            "scenarios": [{"name": k, "results": v} for k, v in scenarios.items()]}
+
+
+def _requests_table(dirs: list[tuple[RunPlan, Path]]):
+    """Return the requests of several runs as one table, with provider and model columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for plan, d in dirs:
+        t = pq.read_table(d / "requests.parquet")
+        cols = {name: (t.column(name).cast(pa.string())
+                       if pa.types.is_dictionary(t.column(name).type) else t.column(name))
+                for name in t.column_names}
+        t = pa.table(cols)
+        n = t.num_rows
+        t = t.add_column(3, "provider", pa.array([plan.provider] * n, pa.string()))
+        t = t.add_column(4, "model", pa.array([plan.model] * n, pa.string()))
+        tables.append(t)
+    return pa.concat_tables(tables)
+
+
+def write_exports(exports, runs: list[tuple[RunPlan, Path, dict]], meta: dict,
+                  stamp: str) -> list[str]:
+    """Write a config's ``output.export`` files; return their paths.
+
+    A path with ``{scenario}`` gives one file per scenario; without it, one file for the run.
+    json is the summary, parquet and csv the requests table (with provider and model).
+    """
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    from lens.output.summary import write_summary
+
+    written = []
+    names = list(dict.fromkeys(p.scenario for p, _, _ in runs))
+    for e in exports:
+        groups = ([(n, [r for r in runs if r[0].scenario == n]) for n in names]
+                  if "{scenario}" in e.path else [("all", runs)])
+        for name, group in groups:
+            path = Path(e.path.replace("{timestamp}", stamp).replace("{scenario}", name))
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if e.format == "json":
+                    write_summary(path, combine_summaries([s for _, _, s in group], meta))
+                else:
+                    table = _requests_table([(p, d) for p, d, _ in group])
+                    if e.format == "parquet":
+                        pq.write_table(table, path, compression="zstd")
+                    else:
+                        pcsv.write_csv(table, path)
+            except OSError as err:
+                raise RunError(f"cannot write the {e.format} export {str(path)!r}: "
+                               f"{err.strerror}; fix output.export's path") from err
+            written.append(str(path))
+    return written
+
+
+def run_plans_and_report(plans: list[RunPlan], *, exports=(), output: str | None,
+                         progress: bool, strict: bool, argv: list[str] | None = None,
+                         config_path: str | None = None) -> int:
+    """Run a config's plans one after another; write each run's files, the combined summary
+    and the exports; print a table per run; return the exit status (the worst run's)."""
+    from rich.console import Console
+
+    from lens.engine.progress import ProgressLine
+    from lens.output.summary import write_summary
+    from lens.output.table import render_table
+
+    console = Console(stderr=False)
+    if not console.is_terminal:
+        console = Console(stderr=False, width=120)
+    err = Console(stderr=True)
+    out_dir = Path(output or default_output_dir())
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    runs: list[tuple[RunPlan, Path, dict]] = []
+    code = EXIT_OK
+    for i, plan in enumerate(plans, 1):
+        d = out_dir / plan_dir_name(plan)
+        console.print(f"[bold]Run {i}/{len(plans)}:[/] scenario {plan.scenario} · "
+                      f"{plan.provider} · {plan.model}")
+        line = ProgressLine(plan, err) if progress and err.is_terminal else None
+        try:
+            summary, _, outcome = execute(plan, d, on_tick=line.update if line else None,
+                                          argv=argv)
+        finally:
+            if line is not None:
+                line.close()
+        runs.append((plan, d, summary))
+        result = summary["scenarios"][0]["results"][0]
+        render_table(result, console)
+        if outcome.interrupted:
+            console.print(f"[yellow]Interrupted by {outcome.interrupted}: the remaining runs "
+                          "were not started; outputs hold what was measured.[/]")
+            code = EXIT_SIGNAL.get(outcome.interrupted, 130)
+            break
+        if strict and result["client"]["saturated"]:
+            code = EXIT_SATURATED
+    meta = {"command": shlex.join(argv) if argv else None, "config_file": config_path,
+            "runs": [plan_dir_name(p) for p, _, _ in runs]}
+    combined = combine_summaries([s for _, _, s in runs], meta)
+    write_summary(out_dir / "summary.json", combined)
+    written = write_exports(exports, runs, meta, stamp)
+    console.print(f"Results: {out_dir}/ (summary.json; one folder per scenario × model)")
+    for w in written:
+        console.print(f"Exported: {w}")
+    return code

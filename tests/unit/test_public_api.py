@@ -5,7 +5,7 @@ import lens._core
 
 def test_all_is_exact():
     public = {n for n in dir(lens) if not n.startswith("_")} - {
-        "engine", "errors", "workload", "output", "mock", "providers", "cli"}
+        "engine", "errors", "workload", "output", "mock", "providers", "cli", "config"}
     assert public | {"__version__"} == set(lens.__all__)
     for name in lens.__all__:
         assert getattr(lens, name) is not None

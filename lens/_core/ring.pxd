@@ -10,6 +10,7 @@ cdef class Ring:
     cdef int64_t _mask
     cdef int _record_words
     cdef bint _owner
+    cdef int64_t _tail_seen      # producer's last read of the consumer's tail
     # producer-local spill: records that found the ring full wait here, in order
     cdef int64_t* _spill
     cdef int64_t _spill_start   # the oldest waiting record is _spill[_spill_start]

@@ -114,17 +114,22 @@ cdef class Ring:
 
     cdef int push(self, const int64_t* rec) except -1:
         """Publish one record, or spill it when the ring is full (order is kept)."""
-        cdef int64_t head, tail
+        cdef int64_t head
+        cdef int64_t* dst
+        cdef int i
         if self._hdr == NULL:
             raise ValueError("ring is closed")
         if self._spill_len:
             self._flush_spill()
         if self._spill_len == 0:
             head = self._hdr[HEAD]
-            tail = lens_load_acquire(&self._hdr[TAIL])
-            if head - tail < self._capacity:
-                memcpy(self._data + (head & self._mask) * self._record_words, rec,
-                       self._record_words * 8)
+            # read the consumer's tail (its cache line) only when the last known one says full
+            if head - self._tail_seen >= self._capacity:
+                self._tail_seen = lens_load_acquire(&self._hdr[TAIL])
+            if head - self._tail_seen < self._capacity:
+                dst = self._data + (head & self._mask) * self._record_words
+                for i in range(self._record_words):     # records are a few words: no memcpy call
+                    dst[i] = rec[i]
                 lens_store_release(&self._hdr[HEAD], head + 1)
                 return 0
         # full (or older records still waiting): append to the spill
@@ -161,6 +166,7 @@ cdef class Ring:
         cdef int64_t tail = lens_load_acquire(&self._hdr[TAIL])
         cdef int64_t room = self._capacity - (head - tail)
         cdef int64_t n = self._spill_len if self._spill_len < room else room
+        self._tail_seen = tail
         cdef int64_t i
         if n <= 0:
             return self._spill_len

@@ -588,7 +588,8 @@ def build_plans(cfg: Config, overrides: Mapping[str, Any] | None = None) -> list
     timeouts, warmup, ignore_eos, max_inflight, tokenizer, client, http2, insecure, ca_cert,
     include_usage. Reads the datasets and the tokenizer; ConfigError on any problem.
     """
-    from lens.engine.command import DEFAULT_CONCURRENCY, DEFAULT_REQUESTS
+    from lens.engine.command import (DEFAULT_CONCURRENCY, DEFAULT_REQUESTS, rate_limit_of,
+                                     retry_of)
     from lens.engine.plan import RunPlan, Timeouts
     from lens.engine.supervisor import default_cores
     from lens.providers import check_plan, get_provider, key_needed
@@ -671,7 +672,8 @@ def build_plans(cfg: Config, overrides: Mapping[str, Any] | None = None) -> list
                     tokenizer=pool.tokenizer if pool else None,
                     input_tokens=o.get("input_tokens"),
                     temperature=params.get("temperature"),
-                    auth=t.auth, retry=cfg.retry, rate_limit=cfg.rate_limit,
+                    auth=t.auth, retry=retry_of(o, cfg.retry),
+                    rate_limit=rate_limit_of(o, cfg.rate_limit),
                 )
                 if plan.temperature is not None and t.name == "generic":
                     raise c.fail(f"{sp}.request_params.temperature", plan.temperature,

@@ -28,7 +28,8 @@ cdef enum:
     F_BYTES_IN = 21
     F_CONN_ID = 22
     F_FINISH = 23
-    ROW_WORDS = 24
+    F_T_ATTEMPT = 24
+    ROW_WORDS = 25
 
 cdef enum:
     TOKEN_WORDS = 3          # request_id, index, t_ns

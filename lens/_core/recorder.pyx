@@ -30,6 +30,7 @@ ROW_FIELDS = (
     "t_sched_ns", "t_start_ns", "t_dns_ns", "t_connect_ns", "t_tls_ns", "t_sent_ns",
     "t_first_byte_ns", "t_headers_ns", "t_first_token_ns", "t_last_token_ns", "t_end_ns",
     "output_tokens", "input_tokens", "token_events", "bytes_in", "conn_id", "finish",
+    "t_attempt_ns",
 )
 TOKEN_FIELDS = ("request_id", "index", "t_ns")
 ROW_DTYPE = np.dtype([(f, np.int64) for f in ROW_FIELDS])
@@ -121,6 +122,7 @@ cdef class Recorder:
         r[F_FINISH] = 0
         r[F_T_SCHED] = t_sched_ns
         r[F_T_START] = lens_now_ns()
+        r[F_T_ATTEMPT] = r[F_T_START]     # a retry moves it to the last attempt's start
         return slot
 
     cpdef int64_t stamp(self, int slot, int field) except? -1:

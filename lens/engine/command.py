@@ -83,6 +83,33 @@ def check_wire(plan: RunPlan) -> None:
                           "percent-encode them in --url")
 
 
+def retry_of(o: dict, base: dict | None = None) -> dict | None:
+    """Return ``execution.retry`` with --max-attempts / --initial-backoff-ms applied."""
+    d = dict(base or {})
+    if o.get("max_attempts") is not None:
+        if o["max_attempts"] < 1:
+            raise ConfigError(f"--max-attempts must be >= 1 (got {o['max_attempts']}); "
+                              "1 means no retry")
+        d["max_attempts"] = o["max_attempts"]
+    if o.get("initial_backoff_ms") is not None:
+        if not o["initial_backoff_ms"] >= 0:
+            raise ConfigError(f"--initial-backoff-ms must be >= 0 (got "
+                              f"{o['initial_backoff_ms']})")
+        d["initial_backoff_ms"] = o["initial_backoff_ms"]
+    return d or None
+
+
+def rate_limit_of(o: dict, base: dict | None = None) -> dict | None:
+    """Return ``execution.rate_limit`` with --rate-limit applied."""
+    d = dict(base or {})
+    if o.get("rate_limit") is not None:
+        if not o["rate_limit"] > 0:
+            raise ConfigError(f"--rate-limit must be > 0 requests/s (got {o['rate_limit']}); "
+                              "leave it out for no limit")
+        d["requests_per_s"] = o["rate_limit"]
+    return d or None
+
+
 def build_plan(o: dict, url: str, embedded: bool = False) -> RunPlan:
     """Validate the options of ``run`` and return the plan (ConfigError on bad input)."""
     from lens.engine.supervisor import default_cores
@@ -163,6 +190,8 @@ def build_plan(o: dict, url: str, embedded: bool = False) -> RunPlan:
         token_pointer=o["token_pointer"],
         ignore_eos=o["ignore_eos"],
         price=resolve_price(o, name, model),
+        retry=retry_of(o),
+        rate_limit=rate_limit_of(o),
     )
     if o.get("tokenizer"):
         from lens.engine.requests import prompts_for
@@ -185,7 +214,8 @@ CONFIG_OVERRIDES = {"url": "url", "model": "model", "requests": "requests",
                     "ignore_eos": "ignore_eos", "max_inflight": "max_inflight",
                     "tokenizer": "tokenizer", "client": "client", "http2": "http2",
                     "insecure": "insecure", "ca_cert": "ca_cert", "no_usage": "include_usage",
-                    "input_tokens": "input_tokens"}
+                    "input_tokens": "input_tokens", "max_attempts": "max_attempts",
+                    "initial_backoff_ms": "initial_backoff_ms", "rate_limit": "rate_limit"}
 #: Flags of the run itself, allowed with a config file.
 RUN_FLAGS = {"output", "no_progress", "strict", "config"}
 
@@ -279,6 +309,12 @@ def run_config(o: dict, given: set[str]) -> int:
               f"(default {DEFAULT_REQUESTS} without --duration).")
 @click.option("--max-inflight", type=int, help="At most this many requests in flight; "
               "arrivals past it are counted as dropped (default 10000).")
+@click.option("--max-attempts", type=int, help="Attempts per request: 429, 5xx, connect "
+              "failures and first-token timeouts are retried with backoff (default 1: none).")
+@click.option("--initial-backoff-ms", type=float, help="Backoff before the 2nd attempt; "
+              "doubles per attempt, a longer Retry-After wins (default 1000).")
+@click.option("--rate-limit", type=float, metavar="RPS", help="At most RPS requests/s started, "
+              "all workers together (each gets RPS/cores); arrivals over it wait.")
 @click.option("--max-tokens", type=int, default=128, show_default=True,
               help="max_tokens of each request.")
 @click.option("--prompt", help="The prompt text of every request.")

@@ -19,6 +19,7 @@ from lens._core.stream import (
     FRAMING_UNTIL_CLOSE,
     StreamDecoder,
 )
+from lens.engine.policy import parse_retry_after
 
 T_FIRST_BYTE = int(RowField.t_first_byte_ns)
 T_HEADERS = int(RowField.t_headers_ns)
@@ -69,7 +70,7 @@ class Conn(asyncio.Protocol):
 
     __slots__ = ("owner", "conn_id", "transport", "state", "slot", "dec", "status",
                  "keepalive", "_head", "_first", "requests", "deadline_first_ns",
-                 "deadline_total_ns", "lost")
+                 "deadline_total_ns", "lost", "retry_after_s")
 
     def __init__(self, owner, conn_id: int, max_event_bytes: int):
         self.owner = owner
@@ -86,6 +87,8 @@ class Conn(asyncio.Protocol):
         self.deadline_first_ns = 0
         self.deadline_total_ns = 0
         self.lost = False
+        #: Retry-After of the last 429/503 response in s (-1.0: none); unset for other statuses.
+        self.retry_after_s = -1.0
 
     # ---- asyncio.Protocol ----
     def connection_made(self, transport) -> None:
@@ -150,6 +153,8 @@ class Conn(asyncio.Protocol):
             return
         rec.stamp(self.slot, T_HEADERS)
         self.status = status
+        if status == 429 or status == 503:   # only these carry a Retry-After worth reading
+            self.retry_after_s = parse_retry_after(buf[:end + 2])
         self.keepalive = keep and not head.close
         if head.chunked:
             framing, length = FRAMING_CHUNKED, -1

@@ -16,8 +16,9 @@ import httpx
 from lens._core.recorder import RowField
 from lens._core.stream import FRAMING_DECODED, StreamDecoder
 from lens.engine import errors as E
+from lens.engine.policy import retry_after_seconds
 from lens.engine.requests import headers_for, path_for
-from lens.engine.worker import set_classifier
+from lens.engine.worker import ATTEMPT_FIELDS, F_ATTEMPT, F_T_ATTEMPT, set_classifier
 
 T_FIRST_BYTE = int(RowField.t_first_byte_ns)
 T_HEADERS = int(RowField.t_headers_ns)
@@ -26,14 +27,17 @@ T_FIRST_TOKEN = int(RowField.t_first_token_ns)
 T_START = int(RowField.t_start_ns)
 T_CONNECT = int(RowField.t_connect_ns)
 T_TLS = int(RowField.t_tls_ns)
+T_TOKEN_EVENTS = int(RowField.token_events)
+STATUS = int(RowField.status)
 
 
-def _tracer(rec, slot: int):
+def _tracer(rec, slot: int, first: bool):
     """Return an httpcore trace hook stamping the phases of one request as they happen.
 
     ``t_start`` becomes the moment httpx starts on the network (connecting or writing the
     request), so httpx's own request preparation counts as client lateness (it shows in
-    the scheduling lag), not as endpoint latency.
+    the scheduling lag), not as endpoint latency. A retry (``first`` False) stamps only
+    ``t_attempt``, so ``t_start`` stays the first attempt's.
     """
     started = False
 
@@ -41,7 +45,9 @@ def _tracer(rec, slot: int):
         nonlocal started
         if not started and name.endswith(("connect_tcp.started", "send_request_headers.started")):
             started = True
-            rec.stamp(slot, T_START)
+            t = rec.stamp(slot, F_T_ATTEMPT)
+            if first:
+                rec.set(slot, T_START, t)
         elif name.endswith("connect_tcp.complete"):
             rec.stamp(slot, T_CONNECT)
         elif name.endswith("start_tls.complete"):
@@ -79,19 +85,48 @@ class HttpxClient:
     async def _request(self, slot: int, rid: int, j: int) -> None:
         w = self.w
         rec = w.recorder
+        pol = w.retry
+        try:
+            while True:
+                status, err, retry_after_s = await self._attempt(slot, rid, j)
+                if (err == E.OK or pol is None or w.stopping
+                        or rec.get(slot, F_ATTEMPT) >= pol.max_attempts
+                        or rec.get(slot, T_TOKEN_EVENTS) or not pol.retryable(status, err)):
+                    break
+                await asyncio.sleep(pol.backoff_ns(rec.get(slot, F_ATTEMPT), retry_after_s) / 1e9)
+                if w.stopping:
+                    break
+                rec.set(slot, F_ATTEMPT, rec.get(slot, F_ATTEMPT) + 1)
+                for f in ATTEMPT_FIELDS:
+                    rec.set(slot, f, w.UNSET)
+                rec.stamp(slot, F_T_ATTEMPT)
+        except asyncio.CancelledError:
+            self.tasks.pop(slot, None)
+            w._end(slot, rec.get(slot, STATUS), E.CANCELLED, w.FLAG_CANCELLED)
+            return
+        self.tasks.pop(slot, None)
+        w._end(slot, status, err)
+
+    async def _attempt(self, slot: int, rid: int, j: int) -> tuple[int, int, float]:
+        """Send one attempt; return (status, error kind, Retry-After in s or -1.0)."""
+        w = self.w
+        rec = w.recorder
         fac = w.factory
         dec = StreamDecoder(w.plan.max_event_bytes)
         if w.classifier is not None:        # before start(): DIALECT_GENERIC needs it there
             set_classifier(dec, w.classifier)
         headers = dict(self.headers)
         headers["x-request-id"] = str(rid)
-        status, err = 0, E.OK
+        status, err, retry_after_s = 0, E.OK, -1.0
+        trace = _tracer(rec, slot, rec.get(slot, F_ATTEMPT) == 1)
         try:
             async with asyncio.timeout(w.plan.timeouts.total_s):
                 async with self.client.stream("POST", self.url, content=fac.bodies[j % fac.n],
                                               headers=headers,
-                                              extensions={"trace": _tracer(rec, slot)}) as resp:
+                                              extensions={"trace": trace}) as resp:
                     status = resp.status_code
+                    if status == 429 or status == 503:
+                        retry_after_s = retry_after_seconds(resp.headers.get("retry-after"))
                     dec.start(rec, slot, FRAMING_DECODED, -1, w.dialect,
                               status < 200 or status >= 300)
                     async for chunk in resp.aiter_raw():
@@ -107,9 +142,8 @@ class HttpxClient:
                     err = E.STREAM_ERROR
                     w._note_error("stream_error", dec.excerpt.decode("utf-8", "replace"))
         except asyncio.CancelledError:
-            self.tasks.pop(slot, None)
-            w._end(slot, status, E.CANCELLED, w.FLAG_CANCELLED)
-            return
+            rec.set(slot, STATUS, status)
+            raise
         except TimeoutError:
             err = E.TIMEOUT_TOTAL
         except httpx.ConnectTimeout:
@@ -126,8 +160,7 @@ class HttpxClient:
         except httpx.HTTPError as exc:
             err = E.PROTOCOL
             w._note_error("protocol", str(exc))
-        self.tasks.pop(slot, None)
-        w._end(slot, status, err)
+        return status, err, retry_after_s
 
     def cancel_all(self) -> None:
         """Cancel every request in flight (they are recorded as cancelled)."""

@@ -77,8 +77,8 @@ class RunPlan:
     # auth style when a config names one: {"type": bearer|header|query, "header", "param"}
     # (the token itself is api_key); None: the provider's own style
     auth: dict | None = None
-    retry: dict | None = None                 # execution.retry, validated, not yet acted on
-    rate_limit: dict | None = None            # execution.rate_limit, validated, not acted on
+    retry: dict | None = None                 # execution.retry (lens.engine.policy)
+    rate_limit: dict | None = None            # execution.rate_limit (lens.engine.policy)
 
     # ---- derived ----
     @property

@@ -136,6 +136,9 @@ def execute(plan: RunPlan, out_dir: str | os.PathLike | None = None, *, on_tick=
             feed.start(outcome.t0_ns, outcome.t0_unix_ns, target)
         results = feed.results
         results.client = client_health(outcome)
+        if plan.rate_limit:
+            # waits for the rate limit's tokens show as scheduling lag: not the client's fault
+            results.client["lag_includes_rate_limit"] = True
         meta["interrupted"] = outcome.interrupted is not None
         if outcome.interrupted:
             meta["interrupted_by"] = outcome.interrupted

@@ -23,6 +23,7 @@ import signal
 import socket
 import ssl
 import time
+from collections import deque
 
 from lens._core import (
     FLAG_CANCELLED,
@@ -38,6 +39,7 @@ from lens._core import (
 from lens.engine import errors as E
 from lens.engine.http import DONE_OK, FAIL_RESET, Conn
 from lens.engine.plan import RunPlan
+from lens.engine.policy import RetryPolicy, TokenBucket, rate_limit_rps
 from lens.engine.requests import RequestFactory
 from lens.providers import get_provider
 from lens.workload.arrivals import arrival_offsets_ns, split
@@ -51,6 +53,12 @@ F_DNS = int(RowField.t_dns_ns)
 F_TLS = int(RowField.t_tls_ns)
 F_FIRST_TOKEN = int(RowField.t_first_token_ns)
 F_ATTEMPT = int(RowField.attempt)
+F_TOKEN_EVENTS = int(RowField.token_events)
+F_T_ATTEMPT = int(RowField.t_attempt_ns)
+#: Phase stamps that belong to one attempt: cleared before a retry so the row keeps the last's.
+ATTEMPT_FIELDS = tuple(int(RowField[f]) for f in (
+    "t_dns_ns", "t_connect_ns", "t_tls_ns", "t_sent_ns", "t_first_byte_ns", "t_headers_ns",
+    "t_first_token_ns", "t_last_token_ns"))
 
 DISPATCH_AHEAD_NS = 500_000      # send arrivals due within 0.5 ms now: uvloop timers tick per ms
 SWEEP_S = 0.02                   # timeout sweep period
@@ -160,6 +168,17 @@ class Worker:
         self.closed_budget = -1
         self._j = 0
         self._warm_seq = 0
+        #: Retry policy (None: every attempt is final) and the requests waiting for a resend:
+        #: slot -> (status, error kind, timer) of their last failed attempt.
+        self.retry = RetryPolicy.of(plan.retry)
+        self.retry_wait: dict[int, tuple] = {}
+        #: Rate limit: this worker's share of --rate-limit (requests/s; 0: none). The bucket
+        #: exists from t0 on; arrivals that find it empty wait in rl_queue, in order.
+        rate = rate_limit_rps(plan.rate_limit)
+        self.rl_rate = rate / workers if rate > 0 else 0.0
+        self.bucket: TokenBucket | None = None
+        self.rl_queue: deque = deque()
+        self.rl_armed = False
         self.httpx = None
         if plan.client == "httpx":
             from lens.engine.httpx_client import HttpxClient
@@ -215,8 +234,17 @@ class Worker:
         return -(self.k + self.W * self._warm_seq)
 
     # --------------------------------------------------------------- dispatch
-    def dispatch(self, rid: int, t_sched: int, flags: int = 0) -> None:
-        """Start request ``rid`` (intended start ``t_sched``) on an idle or new connection."""
+    def dispatch(self, rid: int, t_sched: int, flags: int = 0, admitted: bool = False) -> None:
+        """Start request ``rid`` (intended start ``t_sched``) on an idle or new connection.
+
+        Under a rate limit, a request that finds no token (or others already waiting) waits
+        in ``rl_queue``; ``admitted`` marks one taken from that queue.
+        """
+        if self.bucket is not None and not admitted and (
+                self.rl_queue or not self.bucket.take(now_ns())):
+            self.rl_queue.append((rid, t_sched, flags))
+            self._rl_arm()
+            return
         rec = self.recorder
         j = self._j
         self._j += 1
@@ -268,6 +296,8 @@ class Worker:
             self.connecting.pop(slot, None)
             kind = classify_connect_error(exc)
             self._note_error(E.ERROR_NAMES[kind], repr(exc))
+            if self.retry is not None and self._retry(slot, 0, kind, j, -1.0):
+                return
             self._end(slot, 0, kind)
             return
         self.connecting.pop(slot, None)
@@ -313,7 +343,78 @@ class Worker:
             self.idle.append(conn)
         else:
             conn.close()
+        if err and self.retry is not None and self._retry(
+                slot, status, err, j, conn.retry_after_s if status in (429, 503) else -1.0):
+            return
         self._end(slot, status, err)
+
+    # ------------------------------------------------------------ retry, rate limit
+    def _retry(self, slot: int, status: int, err: int, j: int, retry_after_s: float) -> bool:
+        """Schedule another attempt of a failed one if the policy allows; return whether it did.
+
+        Never after a token arrived (the stream was partly read: the failure is final), nor
+        while the run stops.
+        """
+        rec = self.recorder
+        attempt = rec.get(slot, F_ATTEMPT)
+        pol = self.retry
+        if (self.stopping or attempt >= pol.max_attempts or rec.get(slot, F_TOKEN_EVENTS)
+                or not pol.retryable(status, err)):
+            return False
+        delay_s = pol.backoff_ns(attempt, retry_after_s) / 1e9
+        self.retry_wait[slot] = (status, err, self.loop.call_later(delay_s, self._resend, slot, j))
+        return True
+
+    def _resend(self, slot: int, j: int) -> None:
+        """Send the next attempt of a request in the same row (t_sched, t_start kept)."""
+        status, err, _ = self.retry_wait.pop(slot)
+        if self.stopping:
+            self._end(slot, status, err)
+            return
+        rec = self.recorder
+        rec.set(slot, F_ATTEMPT, rec.get(slot, F_ATTEMPT) + 1)
+        for f in ATTEMPT_FIELDS:
+            rec.set(slot, f, UNSET)
+        rec.set(slot, F_CONN_ID, -1)
+        rec.stamp(slot, F_T_ATTEMPT)
+        rid = rec.get(slot, 0)
+        flags = rec.get(slot, F_FLAGS) & ~FLAG_CONN_REUSED
+        if self.idle:
+            rec.set(slot, F_FLAGS, flags | FLAG_CONN_REUSED)
+            self._send(self.idle.pop(), slot, rid, j)
+        else:
+            rec.set(slot, F_FLAGS, flags)
+            self.connecting[slot] = self.loop.create_task(self._connect_send(slot, rid, j))
+
+    def _rl_arm(self) -> None:
+        if not self.rl_armed:
+            self.rl_armed = True
+            self.loop.call_later(self.bucket.wait_ns() / 1e9, self._rl_drain)
+
+    def _rl_drain(self) -> None:
+        """Send the waiting requests the bucket has tokens for, in arrival order."""
+        self.rl_armed = False
+        q, bucket = self.rl_queue, self.bucket
+        while q and not self.stopping and bucket.take(now_ns(), True):
+            rid, t_sched, flags = q.popleft()
+            self.dispatch(rid, t_sched, flags, True)
+        if q and not self.stopping:
+            self._rl_arm()
+
+    def _flush_waiting(self) -> None:
+        """On stop: end requests waiting for a resend (with their last error) or for a token
+        (as cancelled: never sent)."""
+        for slot in list(self.retry_wait):
+            status, err, timer = self.retry_wait.pop(slot)
+            timer.cancel()
+            self._end(slot, status, err)
+        rec = self.recorder
+        while self.rl_queue:
+            rid, t_sched, flags = self.rl_queue.popleft()
+            slot = rec.begin(rid, t_sched)
+            rec.set(slot, F_FLAGS, flags | FLAG_CANCELLED)
+            rec.finish(slot, 0, E.CANCELLED)
+        self._check_done()
 
     def on_conn_lost(self, conn: Conn) -> None:
         """Forget a closed connection."""
@@ -380,7 +481,8 @@ class Worker:
             self._check_done()
 
     def _check_done(self) -> None:
-        if self.load_done and self.in_flight == 0 and not self.finished.is_set():
+        if (self.load_done and self.in_flight == 0 and not self.rl_queue
+                and not self.finished.is_set()):
             self.finished.set()
 
     def publish_counters(self) -> None:
@@ -417,6 +519,9 @@ class Worker:
         if status:      # a response began: its decoder holds this request's figures
             conn.dec.commit()
         conn.close()
+        if kind == E.TIMEOUT_FIRST_TOKEN and self.retry is not None and self._retry(
+                slot, status, kind, self.slot_j.pop(slot, 0), -1.0):
+            return
         self._end(slot, status, kind, flags)
 
     def _lag_probe(self, expected: int) -> None:
@@ -435,6 +540,7 @@ class Worker:
         if msg[0] == "stop" and not self.stopping:
             self.stopping = True
             self.load_done = True
+            self._flush_waiting()
             self._check_done()
             self.loop.call_later(STOP_GRACE_S, self.cancel_all)
 
@@ -445,6 +551,7 @@ class Worker:
                 self._abort(conn, E.CANCELLED, FLAG_CANCELLED)
         for task in list(self.connecting.values()):
             task.cancel()
+        self._flush_waiting()
         if self.httpx is not None:
             self.httpx.cancel_all()
 
@@ -524,6 +631,8 @@ class Worker:
         self.t_end_ns = self.t0 + int(plan.duration_s * 1e9) if plan.duration_s else 0
         self.loop.add_reader(self.pipe.fileno(), self.on_pipe)
         delay = max(0.0, (self.t0 - now_ns()) / 1e9)
+        if self.rl_rate > 0:
+            self.bucket = TokenBucket(self.rl_rate, self.t0)
         cpu0 = time.process_time()
         wall0 = time.monotonic()
         if plan.mode == "open":

@@ -56,11 +56,21 @@ _DIST = click.Choice(DIST_KINDS)
 @click.option("--require-key", default=None, metavar="VALUE", envvar="LENS_MOCK_REQUIRE_KEY",
               show_envvar=True,
               help="Answer 401 unless the API's auth header carries VALUE (never shown).")
+@click.option("--fail-rate", type=float, default=0.0, show_default=True, metavar="P",
+              help="Fail this fraction of request ids, every attempt (seeded hash of --seed and "
+                   "x-request-id; docs/mock.md).")
+@click.option("--fail-first", type=int, default=0, show_default=True, metavar="N",
+              help="Fail the first N attempts of each x-request-id (per worker).")
+@click.option("--fail-status", type=int, default=500, show_default=True, metavar="CODE",
+              help="Status of an injected failure (429, 5xx, or a 4xx).")
+@click.option("--retry-after", type=float, default=None, metavar="S",
+              help="Retry-After seconds sent with an injected 429 or 503.")
 def mock_command(api: str, host: str, port: int, workers: int, model: str, ttft_ms: float,
                  ttft_dist: str, ttft_spread_ms: float, itl_ms: float, itl_dist: str,
                  itl_spread_ms: float, output_tokens: int | None, max_concurrency: int,
                  batch_slowdown: float, seed: int, truth_file: str | None, truth_limit: int,
-                 cpu: str | None, capture: int, require_key: str | None) -> None:
+                 cpu: str | None, capture: int, require_key: str | None, fail_rate: float,
+                 fail_first: int, fail_status: int, retry_after: float | None) -> None:
     """Serve a streaming LLM endpoint with known latencies, in one API's dialect.
 
     \b
@@ -91,6 +101,7 @@ def mock_command(api: str, host: str, port: int, workers: int, model: str, ttft_
         output_tokens=output_tokens, max_concurrency=max_concurrency,
         batch_slowdown=batch_slowdown, seed=seed, truth_file=truth_file,
         truth_limit=truth_limit, cpus=parse_cpus(cpu) if cpu is not None else None,
-        api=api, capture=capture, require_key=require_key,
+        api=api, capture=capture, require_key=require_key, fail_rate=fail_rate,
+        fail_first=fail_first, fail_status=fail_status, retry_after=retry_after,
     )
     raise SystemExit(run(config))

@@ -39,6 +39,12 @@ class MockConfig:
     capture: int = 1000
     #: The key the API's auth header must carry (401 otherwise); None: no check. Never shown.
     require_key: str | None = field(default=None, repr=False)
+    #: Fault injection (lens.mock.faults): fraction of request ids failed on every attempt,
+    #: attempts failed per request id, their status, and the Retry-After (s) of a 429/503.
+    fail_rate: float = 0.0
+    fail_first: int = 0
+    fail_status: int = 500
+    retry_after: float | None = None
 
     def validate(self) -> MockConfig:
         """Raise ConfigError naming the first bad setting; return self."""
@@ -71,6 +77,16 @@ class MockConfig:
             # the key itself is never shown
             raise ConfigError("--require-key must be printable ASCII without spaces, and not "
                               "empty (the value is not shown)")
+        if not 0.0 <= self.fail_rate <= 1.0:
+            raise ConfigError(f"--fail-rate must be in 0..1 (got {self.fail_rate}); it is the "
+                              "fraction of request ids failed")
+        if self.fail_first < 0:
+            raise ConfigError(f"--fail-first must be >= 0 (got {self.fail_first})")
+        if not 400 <= self.fail_status <= 599:
+            raise ConfigError(f"--fail-status must be an HTTP error status 400..599 "
+                              f"(got {self.fail_status})")
+        if self.retry_after is not None and not self.retry_after >= 0:
+            raise ConfigError(f"--retry-after must be >= 0 seconds (got {self.retry_after})")
         if self.cpus is not None:
             allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
             bad = [c for c in self.cpus if allowed is not None and c not in allowed]

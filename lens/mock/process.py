@@ -57,7 +57,9 @@ class MockProcess:
                  max_concurrency: int = 0, batch_slowdown: float = 0.0, seed: int = 0,
                  truth_file: str | os.PathLike[str] | None = None, truth_limit: int = 100_000,
                  cpu: int | str | Iterable[int] | None = None, capture: int = 1000,
-                 require_key: str | None = None, start_timeout_s: float = 30.0) -> None:
+                 require_key: str | None = None, fail_rate: float = 0.0, fail_first: int = 0,
+                 fail_status: int = 500, retry_after: float | None = None,
+                 start_timeout_s: float = 30.0) -> None:
         if isinstance(cpu, int):
             cpus: tuple[int, ...] | None = (cpu,)
         elif isinstance(cpu, str):
@@ -71,7 +73,8 @@ class MockProcess:
             max_concurrency=max_concurrency, batch_slowdown=batch_slowdown, seed=seed,
             truth_file=os.fspath(truth_file) if truth_file is not None else None,
             truth_limit=truth_limit, cpus=cpus, api=api, capture=capture,
-            require_key=require_key,
+            require_key=require_key, fail_rate=fail_rate, fail_first=fail_first,
+            fail_status=fail_status, retry_after=retry_after,
         ).validate()
         self.start_timeout_s = start_timeout_s
         #: ``http://HOST:PORT`` once started.
@@ -105,6 +108,11 @@ class MockProcess:
                 "--capture", str(c.capture)]
         if c.output_tokens is not None:
             args += ["--output-tokens", str(c.output_tokens)]
+        if c.fail_rate or c.fail_first:
+            args += ["--fail-rate", repr(c.fail_rate), "--fail-first", str(c.fail_first),
+                     "--fail-status", str(c.fail_status)]
+        if c.retry_after is not None:
+            args += ["--retry-after", repr(c.retry_after)]
         if self._truth_path:
             args += ["--truth-file", self._truth_path]
         if c.cpus:

@@ -42,6 +42,7 @@ from lens.mock.apis import APIS, BadRequest, Endpoint
 from lens.mock.capacity import itl_factor
 from lens.mock.config import MockConfig
 from lens.mock.distributions import Sampler
+from lens.mock.faults import FaultPlan
 from lens.mock.truth import TruthRecorder
 from lens.mock.wakeup import make_wakeup
 
@@ -282,6 +283,10 @@ class MockServer:
         #: Whether connections keep every request's headers (for capture, keys, or the parser).
         self.keep_headers = bool(config.capture or self._key or self.api.needs_headers)
         self._heads: dict[bytes, tuple[bytes, bytes]] = {}
+        #: Fault injection (None: never fails), see lens.mock.faults.
+        self.faults = (FaultPlan(config.fail_rate, config.fail_first, config.fail_status,
+                                 config.retry_after, config.seed)
+                       if config.fail_rate > 0 or config.fail_first > 0 else None)
         self._models_body = orjson.dumps({"object": "list", "data": [{
             "id": config.model, "object": "model", "created": int(time.time()),
             "owned_by": "lens-fast"}]})
@@ -332,6 +337,8 @@ class MockServer:
         if ep.parse is None:
             conn.transport.write(self.json(200, self._models_body, req.keep_alive))
             return None
+        if self.faults is not None and self.faults.should_fail(req.request_id):
+            return self._fault(conn, req)
         return self._completion(conn, req, ep, arg, query)
 
     def _own_route(self, conn: _Connection, req: _Request, path: bytes) -> None:
@@ -354,6 +361,16 @@ class MockServer:
                                            req.keep_alive))
         else:
             conn.transport.write(self.json(200, b"{}", req.keep_alive))
+
+    def _fault(self, conn: _Connection, req: _Request) -> None:
+        f = self.faults
+        resp = self.json(f.status, self.api.error(f.status, "injected fault (--fail-status "
+                                                  f"{f.status})"), req.keep_alive)
+        extra = f.extra_header()
+        if extra:
+            i = resp.index(b"\r\n") + 2
+            resp = resp[:i] + extra + resp[i:]
+        conn.transport.write(resp)
 
     def _reply(self, conn: _Connection, req: _Request, status: int, message: str,
                param: str | None = None) -> None:

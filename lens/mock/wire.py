@@ -47,7 +47,10 @@ assert len(WORDS) & WORD_MASK == 0
 DONE_FRAMES = b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"
 
 _REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found",
-            405: b"Method Not Allowed", 413: b"Payload Too Large", 422: b"Unprocessable Entity"}
+            403: b"Forbidden", 405: b"Method Not Allowed", 413: b"Payload Too Large",
+            422: b"Unprocessable Entity", 429: b"Too Many Requests",
+            500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable",
+            504: b"Gateway Timeout"}
 SSE = b"text/event-stream"
 
 
@@ -78,7 +81,7 @@ def json_response(status: int, body: bytes, worker: int, pid: int, keep_alive: b
                   content_type: bytes = b"application/json") -> bytes:
     """Return a whole response with a ``content-length`` body."""
     return (b"HTTP/1.1 %d %b\r\ncontent-type: %b\r\ncontent-length: %d\r\n"
-            % (status, _REASONS[status], content_type, len(body))
+            % (status, _REASONS.get(status, b"Error"), content_type, len(body))
             + (b"connection: keep-alive\r\n" if keep_alive else b"connection: close\r\n")
             + _extra_headers(worker, pid) + b"\r\n" + body)
 

@@ -161,7 +161,8 @@ def _span(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def derive_metrics(rows: np.ndarray) -> dict[str, np.ndarray]:
     """Compute per-request latencies of a batch: float64 ns, NaN where not applicable.
 
-    Keys: ``ttft``, ``ttft_sched``, ``e2e``, ``e2e_sched``, ``tpot``, ``itl_mean``
+    Keys: ``ttft``, ``ttft_sched``, ``e2e``, ``e2e_sched`` (a retried request's from its first
+    attempt), ``ttft_last_attempt``, ``e2e_last_attempt`` (from its last), ``tpot``, ``itl_mean``
     ((t_last_token − t_first_token) / (token_events − 1), the mean of the request's
     token gaps), ``sched_lag``, and ``output_tokens_per_s`` (tokens per second, not ns).
     Computed for every row whatever its error; callers choose the rows.
@@ -174,6 +175,9 @@ def derive_metrics(rows: np.ndarray) -> dict[str, np.ndarray]:
         "e2e": _span(r["t_start_ns"], r["t_end_ns"]),
         "e2e_sched": _span(r["t_sched_ns"], r["t_end_ns"]),
         "sched_lag": _span(r["t_sched_ns"], r["t_start_ns"]),
+        # from the start of the last attempt (the same as above when there was one attempt)
+        "ttft_last_attempt": _span(r["t_attempt_ns"], t_first),
+        "e2e_last_attempt": _span(r["t_attempt_ns"], r["t_end_ns"]),
     }
     decode = _span(t_first, t_last)
     n_out = r["output_tokens"].astype(np.float64)
@@ -485,7 +489,7 @@ class RunResults:
     ### Public API ###
 
     def add_rows(self, rows: np.ndarray) -> None:
-        """Add a drained batch of request rows (``ROW_DTYPE``, or int64 ``(n, 24)``)."""
+        """Add a drained batch of request rows (``ROW_DTYPE``, or int64 ``(n, 25)``)."""
         r = as_rows(rows)
         if len(r) == 0:
             return

@@ -18,7 +18,7 @@ import pytest
 import lens
 from lens._core import ROW_DTYPE, TOKEN_DTYPE, UNSET, Recorder, Ring, RowField, now_ns
 
-ROW_WORDS = 24
+ROW_WORDS = 25
 TOKEN_WORDS = 3
 CAPACITY = 4096  # small on purpose: the rings wrap hundreds of times and fill up
 WINDOW = 4  # requests in flight at once in the child, so token stamps interleave
@@ -236,7 +236,7 @@ def test_spawned_attach_leaks_no_shared_memory(tmp_path):
 
         if __name__ == "__main__":
             ctx = mp.get_context("spawn")
-            with Ring(capacity=8, record_words=24) as rows, \\
+            with Ring(capacity=8, record_words=25) as rows, \\
                     Ring(capacity=8, record_words=3) as tokens:
                 proc = ctx.Process(target=produce, args=(rows.name, tokens.name))
                 proc.start()

@@ -21,9 +21,9 @@ T0 = 9_000_000_000_000
 MS = 1_000_000
 
 TIMES = ["t_sched_ns", "t_start_ns", "t_dns_ns", "t_connect_ns", "t_tls_ns", "t_sent_ns",
-         "t_first_byte_ns", "t_headers_ns", "t_first_token_ns", "t_last_token_ns", "t_end_ns"]
+         "t_first_byte_ns", "t_headers_ns", "t_first_token_ns", "t_last_token_ns", "t_end_ns", "t_attempt_ns"]
 DERIVED = ["ttft_ms", "ttft_sched_ms", "e2e_ms", "e2e_sched_ms", "tpot_ms", "itl_mean_ms",
-           "sched_lag_ms", "output_tokens_per_s"]
+           "sched_lag_ms", "ttft_last_attempt_ms", "e2e_last_attempt_ms", "output_tokens_per_s"]
 INTS = ["request_id", "worker", "target", "status", "flags", "attempt", "output_tokens",
         "input_tokens", "token_events", "bytes_in", "conn_id", "finish"]
 BOOLS = ["ok", "tokens_from_usage", "warmup", "conn_reused", "truncated", "cancelled", "dropped"]

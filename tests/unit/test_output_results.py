@@ -247,7 +247,7 @@ def test_int64_arrays_from_ring_drain_are_accepted():
     res.add_tokens(tok.view(np.int64).reshape(6, 3))
     res.add_rows(np.zeros((0, len(ROW_FIELDS)), np.int64))
     assert res.targets[0].counts["ok"] == 4
-    with pytest.raises(TypeError, match=r"int64 of shape \(n, 24\)"):
+    with pytest.raises(TypeError, match=r"int64 of shape \(n, 25\)"):
         res.add_rows(np.zeros((2, 5), np.int64))
 
 

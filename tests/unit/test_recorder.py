@@ -21,7 +21,7 @@ from lens._core import (
     now_ns,
 )
 
-ROW_WORDS = 24
+ROW_WORDS = 25
 TOKEN_WORDS = 3
 TIMES = [f for f in ROW_FIELDS if f.startswith("t_")]
 
@@ -61,7 +61,8 @@ def test_row_schema():
                               "attempt")
     # every time carries its unit in its name
     assert TIMES == [f for f in ROW_FIELDS if f.endswith("_ns")]
-    assert len(TIMES) == 11
+    assert len(TIMES) == 12
+    assert ROW_FIELDS[-1] == "t_attempt_ns"     # appended: older field offsets unchanged
 
 
 def test_token_schema():
@@ -84,8 +85,8 @@ def test_unset_is_int64_min():
 
 
 @pytest.mark.parametrize(("row_words", "token_words", "which"),
-                         [(23, 3, "row ring"), (25, 3, "row ring"), (24, 2, "token ring"),
-                          (24, 24, "token ring")])
+                         [(24, 3, "row ring"), (26, 3, "row ring"), (25, 2, "token ring"),
+                          (25, 25, "token ring")])
 def test_record_words_mismatch_raises(row_words, token_words, which):
     with Ring(capacity=4, record_words=row_words) as rows, \
             Ring(capacity=4, record_words=token_words) as tokens:
@@ -132,8 +133,9 @@ def test_begin_fills_defaults(rec):
     assert row["attempt"] == 1
     assert row["t_sched_ns"] == 1234
     assert before <= row["t_start_ns"] <= after
+    assert row["t_attempt_ns"] == row["t_start_ns"]    # the first attempt starts the request
     for f in TIMES:
-        if f not in ("t_sched_ns", "t_start_ns"):
+        if f not in ("t_sched_ns", "t_start_ns", "t_attempt_ns"):
             assert row[f] == UNSET, f
     counts = ("output_tokens", "input_tokens", "token_events", "bytes_in", "finish")
     assert [row[f] for f in counts] == [0] * len(counts)

@@ -34,8 +34,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(REPO, "build", "bench_core")
 sys.path.insert(0, REPO)
 
-from lens._core import LogLinearHistogram, Recorder, Ring, RowField, now_ns  # noqa: E402
 from lens._core.recorder import ROW_FIELDS, TOKEN_FIELDS  # noqa: E402
+
+from lens._core import LogLinearHistogram, Recorder, Ring, RowField, now_ns  # noqa: E402
 
 C_LOOPS = '''
 # cython: language_level=3, boundscheck=False, wraparound=False

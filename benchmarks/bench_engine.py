@@ -29,7 +29,8 @@ Phases:
 "bg%" columns: CPU on the client's core not used by the client (other processes: this
 machine is shared), from /proc/stat over the load window. Other users' CPU-bound jobs on the
 client's core add milliseconds of scheduling lag (the kernel's slice); ``--rt 10`` runs the
-benchmark's processes as SCHED_FIFO so that the client's core behaves like a dedicated one. Figures go to stdout as tables and,
+benchmark's processes as SCHED_FIFO so that the client's core behaves like a dedicated one.
+Figures go to stdout as tables and,
 with ``--json``, to a file. Heavy imports happen inside functions: the worker processes
 (multiprocessing spawn) re-import this module, and must not pay for them.
 """
@@ -218,7 +219,9 @@ def accuracy(request_ids: list[str], t_sent_ns, t_first_ns, tok_offsets, tok_t_n
             d = np.diff(ct) - tg
             itl_signed.append(d)
             itl_err.append(np.abs(d))
-    cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))
+    def cat(xs):
+        return np.concatenate(xs) if xs else np.zeros(0)
+
     ie, isg, g = cat(itl_err), cat(itl_signed), cat(gaps)
     return {
         "matched": matched,
@@ -382,7 +385,7 @@ def run_lens(url: str, *, rate: float | None = None, concurrency: int | None = N
     ends = np.searchsorted(toks["request_id"], ids, side="right")
     offsets = np.zeros(len(ok) + 1, np.int64)
     offsets[1:] = np.cumsum(ends - starts)
-    tok_t = np.concatenate([toks["t_ns"][a:b] for a, b in zip(starts, ends)]) if len(ok) \
+    tok_t = np.concatenate([toks["t_ns"][a:b] for a, b in zip(starts, ends, strict=True)]) if len(ok) \
         else np.zeros(0, np.int64)
     out["arrays"] = {"request_id": [str(i) for i in ids.tolist()],
                      "t_sent_ns": ok["t_sent_ns"], "t_first_token_ns": ok["t_first_token_ns"],
@@ -587,7 +590,8 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": dur, "repeat": reps, "cpu_rates": cpu_rates, "steps": steps,
         "tokens": TOKENS, "mock_ttft_ms": TTFT_MS, "mock_itl_ms": ITL_MS,
         "mock_cpu": MOCK_CPU, "client_cpu": CLIENT_CPU, "parent_cpu": a.parent_cpu,
-        "scheduling": sched, "max_bg_percent": a.max_bg, "tries": NOISE["tries"], "quiet_wait_s": QUIET["max_wait_s"],
+        "scheduling": sched, "max_bg_percent": a.max_bg, "tries": NOISE["tries"],
+        "quiet_wait_s": QUIET["max_wait_s"],
         "command": "python " + " ".join([os.path.relpath(__file__, REPO)] + sys.argv[1:])}}
     print(json.dumps(report["machine"]))
     out_dir = None

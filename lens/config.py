@@ -588,8 +588,7 @@ def build_plans(cfg: Config, overrides: Mapping[str, Any] | None = None) -> list
     timeouts, warmup, ignore_eos, max_inflight, tokenizer, client, http2, insecure, ca_cert,
     include_usage. Reads the datasets and the tokenizer; ConfigError on any problem.
     """
-    from lens.engine.command import (DEFAULT_CONCURRENCY, DEFAULT_REQUESTS, rate_limit_of,
-                                     retry_of)
+    from lens.engine.command import DEFAULT_CONCURRENCY, DEFAULT_REQUESTS, rate_limit_of, retry_of
     from lens.engine.plan import RunPlan, Timeouts
     from lens.engine.supervisor import default_cores
     from lens.providers import check_plan, get_provider, key_needed

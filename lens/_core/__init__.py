@@ -4,7 +4,6 @@ Everything here is compiled with Cython; the types and docstrings are in ``__ini
 """
 from lens._core.clock import now_ns
 from lens._core.hist import LogLinearHistogram
-from lens._core.ring import Ring
 from lens._core.recorder import (
     FLAG_CANCELLED,
     FLAG_CONN_REUSED,
@@ -20,6 +19,7 @@ from lens._core.recorder import (
     Recorder,
     RowField,
 )
+from lens._core.ring import Ring
 
 __all__ = [
     "FLAG_CANCELLED",

@@ -133,7 +133,7 @@ def check_url(url: str) -> str:
             f"--url must be an http:// or https:// base URL such as http://localhost:8000/v1 "
             f"(got {url!r})")
     try:
-        u.port
+        _ = u.port          # raises for a port out of range or not a number
     except ValueError:
         raise ConfigError(f"--url has an invalid port (got {url!r})") from None
     if u.query or u.fragment:

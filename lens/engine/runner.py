@@ -10,7 +10,6 @@ import datetime as dt
 import os
 import platform
 import shlex
-import sys
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any

@@ -16,9 +16,10 @@ import multiprocessing as mp
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait as mp_wait
-from typing import Any, Callable
+from typing import Any
 
 from lens._core import Ring, now_ns
 from lens._core.recorder import ROW_FIELDS

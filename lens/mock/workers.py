@@ -1,7 +1,8 @@
 """Run the mock: one worker in this process, or N worker processes sharing a port.
 
 With ``--workers N`` (N > 1) the parent binds a socket with SO_REUSEPORT without listening, to
-pick the port (``--port 0``) and hold it (a non-listening socket gets no connections); then it starts N processes (multiprocessing, spawn),
+pick the port (``--port 0``) and hold it (a non-listening socket gets no connections);
+then it starts N processes (multiprocessing, spawn),
 each binding and listening on that port with SO_REUSEPORT, so the kernel spreads connections
 over them. Once every worker accepts connections the parent prints the listening line. On
 SIGTERM/SIGINT it forwards SIGTERM to the workers, which close their connections and write

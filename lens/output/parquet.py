@@ -40,7 +40,8 @@ REQUESTS_FILE = "requests.parquet"
 TOKENS_FILE = "tokens.parquet"
 
 _TIMES = ("t_sched_ns", "t_start_ns", "t_dns_ns", "t_connect_ns", "t_tls_ns", "t_sent_ns",
-          "t_first_byte_ns", "t_headers_ns", "t_first_token_ns", "t_last_token_ns", "t_end_ns", "t_attempt_ns")
+          "t_first_byte_ns", "t_headers_ns", "t_first_token_ns", "t_last_token_ns", "t_end_ns",
+          "t_attempt_ns")
 _MS = ("ttft", "ttft_sched", "e2e", "e2e_sched", "tpot", "itl_mean", "sched_lag",
        "ttft_last_attempt", "e2e_last_attempt")
 _FLAGS = (("tokens_from_usage", FLAG_USAGE_FROM_STREAM), ("warmup", FLAG_WARMUP),

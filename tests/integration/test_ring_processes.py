@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import lens
-from lens._core import ROW_DTYPE, TOKEN_DTYPE, UNSET, Recorder, Ring, RowField, now_ns
+from lens._core import ROW_DTYPE, TOKEN_DTYPE, UNSET, Recorder, Ring, now_ns
 
 ROW_WORDS = 25
 TOKEN_WORDS = 3

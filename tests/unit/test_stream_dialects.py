@@ -743,7 +743,7 @@ def streams(draw, dialect):
         if draw(st.booleans()):   # a proxy that drops event lines
             ev = [(None, d) for _, d in ev]
     elif dialect in (S.DIALECT_GEMINI, S.DIALECT_GEMINI_ARRAY):
-        for i in range(n + 1):
+        for _i in range(n + 1):
             parts = []
             for _ in range(draw(st.integers(1, 3))):
                 p = draw(st.sampled_from([{"text": t()}, {"text": t(), "thought": True},

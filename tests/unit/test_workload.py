@@ -182,13 +182,12 @@ def test_synthetic_prompts_are_seeded():
 
 
 def test_connect_errors_are_classified():
-    import asyncio
     import socket
     import ssl
 
     from lens.engine import errors as E
 
-    assert classify_connect_error(asyncio.TimeoutError()) == E.TIMEOUT_CONNECT
+    assert classify_connect_error(TimeoutError()) == E.TIMEOUT_CONNECT
     assert classify_connect_error(socket.gaierror()) == E.DNS
     assert classify_connect_error(ssl.SSLCertVerificationError()) == E.TLS
     assert classify_connect_error(ConnectionRefusedError()) == E.CONNECT

@@ -89,7 +89,9 @@ class MockProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self._tmpdir: str | None = None
-        self._truth_path = self.config.truth_file
+        # absolute: the child runs in another directory (see start())
+        self._truth_path = (os.path.abspath(self.config.truth_file)
+                            if self.config.truth_file else None)
         self._truth_blobs: list[bytes] | None = None
         self._truth: dict[str, dict[str, Any]] | None = None
 
@@ -140,7 +142,10 @@ class MockProcess:
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "lens.mock", *self.args()], stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=self._stderr, env=env)
+            stdout=subprocess.PIPE, stderr=self._stderr, env=env,
+            # run where this lens package lives: from a source checkout's root, `-m` would
+            # otherwise import the uncompiled lens/ there instead of the installed one
+            cwd=root)
         try:
             line = self._read_line()
         except BaseException:

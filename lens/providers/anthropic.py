@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING
 
 from lens._core.stream import DIALECT_ANTHROPIC
 from lens.providers.base import (
-    Classifier,
+    NativeAPI,
     base_path,
     json_body,
-    refuse_openai_options,
     stream_headers,
 )
 
@@ -28,14 +27,12 @@ __all__ = ["ANTHROPIC_VERSION", "Anthropic"]
 ANTHROPIC_VERSION = "2023-06-01"
 
 
-class Anthropic:
+class Anthropic(NativeAPI):
     """Anthropic Messages API."""
 
     name = "anthropic"
     default_base_url: str | None = "https://api.anthropic.com"
     api_key_env = "ANTHROPIC_API_KEY"
-    key_required = True
-    endpoints: tuple[str, ...] = ()
 
     def path(self, plan: RunPlan) -> str:
         base = base_path(plan)
@@ -54,9 +51,3 @@ class Anthropic:
 
     def dialect(self, plan: RunPlan) -> int:
         return DIALECT_ANTHROPIC
-
-    def classifier(self, plan: RunPlan) -> Classifier | None:
-        return None
-
-    def check(self, plan: RunPlan) -> None:
-        refuse_openai_options(plan, self.name)

@@ -22,8 +22,8 @@ import orjson
 if TYPE_CHECKING:  # pragma: no cover
     from lens.engine.plan import RunPlan
 
-__all__ = ["Classifier", "Provider", "base_path", "json_body", "refuse_openai_options",
-           "stream_headers"]
+__all__ = ["Classifier", "NativeAPI", "Provider", "base_path", "json_body",
+           "refuse_openai_options", "stream_headers"]
 
 #: ``fn(data) -> (n_tokens, usage_output_tokens or -1, finish or None, error or None)``,
 #: called by the decoder with each event's data (DIALECT_GENERIC only).
@@ -102,3 +102,18 @@ def refuse_openai_options(plan: RunPlan, name: str) -> None:
     if not plan.include_usage:
         raise ConfigError(f"--no-usage applies to the OpenAI-style providers (openai, azure, "
                           f"vllm, sglang, llamacpp); {name} streams its token counts anyway")
+
+
+class NativeAPI:
+    """What the providers with an API of their own (anthropic, gemini, cohere, tgi) share:
+    no ``--endpoint`` choice, no per-event classifier, and no OpenAI-only options."""
+
+    name: str
+    key_required = True
+    endpoints: tuple[str, ...] = ()
+
+    def classifier(self, plan: RunPlan) -> Classifier | None:
+        return None
+
+    def check(self, plan: RunPlan) -> None:
+        refuse_openai_options(plan, self.name)

@@ -10,10 +10,9 @@ from typing import TYPE_CHECKING
 
 from lens._core.stream import DIALECT_COHERE
 from lens.providers.base import (
-    Classifier,
+    NativeAPI,
     base_path,
     json_body,
-    refuse_openai_options,
     stream_headers,
 )
 
@@ -23,14 +22,12 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Cohere"]
 
 
-class Cohere:
+class Cohere(NativeAPI):
     """Cohere v2 chat stream."""
 
     name = "cohere"
     default_base_url: str | None = "https://api.cohere.com"
     api_key_env = "COHERE_API_KEY"
-    key_required = True
-    endpoints: tuple[str, ...] = ()
 
     def path(self, plan: RunPlan) -> str:
         base = base_path(plan)
@@ -46,9 +43,3 @@ class Cohere:
 
     def dialect(self, plan: RunPlan) -> int:
         return DIALECT_COHERE
-
-    def classifier(self, plan: RunPlan) -> Classifier | None:
-        return None
-
-    def check(self, plan: RunPlan) -> None:
-        refuse_openai_options(plan, self.name)

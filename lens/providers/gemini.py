@@ -13,10 +13,9 @@ from urllib.parse import quote
 
 from lens._core.stream import DIALECT_GEMINI
 from lens.providers.base import (
-    Classifier,
+    NativeAPI,
     base_path,
     json_body,
-    refuse_openai_options,
     stream_headers,
 )
 
@@ -26,14 +25,12 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Gemini"]
 
 
-class Gemini:
+class Gemini(NativeAPI):
     """Google Gemini API (Generative Language API)."""
 
     name = "gemini"
     default_base_url: str | None = "https://generativelanguage.googleapis.com"
     api_key_env = "GEMINI_API_KEY"
-    key_required = True
-    endpoints: tuple[str, ...] = ()
 
     def path(self, plan: RunPlan) -> str:
         base = base_path(plan)
@@ -51,9 +48,3 @@ class Gemini:
 
     def dialect(self, plan: RunPlan) -> int:
         return DIALECT_GEMINI
-
-    def classifier(self, plan: RunPlan) -> Classifier | None:
-        return None
-
-    def check(self, plan: RunPlan) -> None:
-        refuse_openai_options(plan, self.name)

@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING
 
 from lens._core.stream import DIALECT_TGI
 from lens.providers.base import (
-    Classifier,
+    NativeAPI,
     base_path,
     json_body,
-    refuse_openai_options,
     stream_headers,
 )
 
@@ -24,14 +23,13 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["TGI"]
 
 
-class TGI:
+class TGI(NativeAPI):
     """TGI's native streaming API (one model per server: no model field)."""
 
     name = "tgi"
     default_base_url: str | None = "http://localhost:8080"
     api_key_env = "HF_TOKEN"
     key_required = False
-    endpoints: tuple[str, ...] = ()
 
     def path(self, plan: RunPlan) -> str:
         return base_path(plan) + "/generate_stream"
@@ -46,9 +44,3 @@ class TGI:
 
     def dialect(self, plan: RunPlan) -> int:
         return DIALECT_TGI
-
-    def classifier(self, plan: RunPlan) -> Classifier | None:
-        return None
-
-    def check(self, plan: RunPlan) -> None:
-        refuse_openai_options(plan, self.name)

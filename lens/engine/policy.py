@@ -25,7 +25,8 @@ import time
 
 from lens.engine import errors as E
 
-__all__ = ["RetryPolicy", "TokenBucket", "parse_retry_after", "rate_limit_rps"]
+__all__ = ["RetryPolicy", "TokenBucket", "parse_retry_after", "rate_limit_rps",
+           "rate_limit_tpm"]
 
 # kinds retried when nothing of a response had arrived yet
 _RETRY_KINDS = {
@@ -115,8 +116,8 @@ def retry_after_seconds(value: str | None) -> float:
 def rate_limit_rps(cfg: dict | None) -> float:
     """Return the request rate a ``rate_limit`` config allows in requests/s (0: no limit).
 
-    ``requests_per_minute`` counts as /60; with both, the stricter wins. ``tokens_per_minute``
-    is validated but not enforced yet.
+    ``requests_per_minute`` counts as /60; with both, the stricter wins
+    (``tokens_per_minute`` is ``rate_limit_tpm``'s).
     """
     if not cfg:
         return 0.0
@@ -124,6 +125,17 @@ def rate_limit_rps(cfg: dict | None) -> float:
     if "requests_per_minute" in cfg:
         rates.append(float(cfg["requests_per_minute"]) / 60.0)
     return min(rates) if rates else 0.0
+
+
+def rate_limit_tpm(cfg: dict | None) -> float:
+    """Return the ``tokens_per_minute`` a ``rate_limit`` config allows (0: no limit).
+
+    A request costs its prompt's tokens plus its ``max_tokens``, counted when it is sent, as
+    hosted APIs count against their TPM limits.
+    """
+    if not cfg or "tokens_per_minute" not in cfg:
+        return 0.0
+    return float(cfg["tokens_per_minute"])
 
 
 class TokenBucket:
@@ -137,8 +149,8 @@ class TokenBucket:
         self.tokens = burst
         self.last_ns = now_ns
 
-    def take(self, now_ns: int, backlog: bool = False) -> bool:
-        """Take one token if there is one; return whether it was taken.
+    def take(self, now_ns: int, backlog: bool = False, n: float = 1.0) -> bool:
+        """Take ``n`` tokens if there are; return whether they were taken.
 
         ``backlog``: requests have waited since the last take, so the time since is not idle
         time but the lateness of this call (a timer fires up to a tick late); nothing is cut
@@ -148,12 +160,16 @@ class TokenBucket:
         if not backlog and b > self.burst:
             b = self.burst
         self.last_ns = now_ns
-        if b >= 1.0:
-            self.tokens = b - 1.0
+        if b >= n:
+            self.tokens = b - n
             return True
         self.tokens = b
         return False
 
-    def wait_ns(self) -> int:
-        """Return how long until the next token (after a failed ``take``)."""
-        return max(0, int((1.0 - self.tokens) / self.per_ns) + 1)
+    def give_back(self, n: float) -> None:
+        """Return ``n`` tokens taken by a ``take`` whose request could not go after all."""
+        self.tokens += n
+
+    def wait_ns(self, n: float = 1.0) -> int:
+        """Return how long until ``n`` tokens are there (after a failed ``take``)."""
+        return max(0, int((n - self.tokens) / self.per_ns) + 1)

@@ -111,6 +111,9 @@ class RequestFactory:
         outs = plan.prompt_max_tokens if plan.prompts else None
         self.bodies = [request_body(plan, p, outs[i] if outs else None)
                        for i, p in enumerate(self.prompts)]
+        #: each prompt's max_tokens (the plan's, unless the workload gives lengths per prompt)
+        self.max_tokens = [int(outs[i]) if outs else plan.max_tokens
+                           for i in range(len(self.prompts))]
         if plan.prompts and plan.prompt_tokens:
             self.input_tokens = list(plan.prompt_tokens)    # counted by the parent
         else:

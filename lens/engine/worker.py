@@ -39,7 +39,7 @@ from lens._core import (
 from lens.engine import errors as E
 from lens.engine.http import DONE_OK, FAIL_RESET, Conn
 from lens.engine.plan import RunPlan
-from lens.engine.policy import RetryPolicy, TokenBucket, rate_limit_rps
+from lens.engine.policy import RetryPolicy, TokenBucket, rate_limit_rps, rate_limit_tpm
 from lens.engine.requests import RequestFactory
 from lens.providers import get_provider
 from lens.workload.arrivals import arrival_offsets_ns, split
@@ -177,6 +177,11 @@ class Worker:
         rate = rate_limit_rps(plan.rate_limit)
         self.rl_rate = rate / workers if rate > 0 else 0.0
         self.bucket: TokenBucket | None = None
+        #: tokens_per_minute: this worker's share, per second; a request costs its prompt's
+        #: tokens plus its max_tokens (tpm_bucket exists from t0 on, like bucket)
+        tpm = rate_limit_tpm(plan.rate_limit)
+        self.tpm_rate = tpm / 60.0 / workers if tpm > 0 else 0.0
+        self.tpm_bucket: TokenBucket | None = None
         self.rl_queue: deque = deque()
         self.rl_armed = False
         self.httpx = None
@@ -240,8 +245,8 @@ class Worker:
         Under a rate limit, a request that finds no token (or others already waiting) waits
         in ``rl_queue``; ``admitted`` marks one taken from that queue.
         """
-        if self.bucket is not None and not admitted and (
-                self.rl_queue or not self.bucket.take(now_ns())):
+        if (self.bucket is not None or self.tpm_bucket is not None) and not admitted and (
+                self.rl_queue or not self._rl_take(False)):
             self.rl_queue.append((rid, t_sched, flags))
             self._rl_arm()
             return
@@ -386,16 +391,37 @@ class Worker:
             rec.set(slot, F_FLAGS, flags)
             self.connecting[slot] = self.loop.create_task(self._connect_send(slot, rid, j))
 
+    def _rl_cost(self) -> float:
+        """Tokens the next request costs against tokens_per_minute (prompt + max_tokens)."""
+        f = self.factory
+        return float(f.input_tokens[self._j % f.n] + f.max_tokens[self._j % f.n])
+
+    def _rl_take(self, backlog: bool) -> bool:
+        """Take what the next request needs from both buckets, or nothing."""
+        t = now_ns()
+        if self.bucket is not None and not self.bucket.take(t, backlog):
+            return False
+        if self.tpm_bucket is not None and not self.tpm_bucket.take(t, backlog, self._rl_cost()):
+            if self.bucket is not None:
+                self.bucket.give_back(1.0)
+            return False
+        return True
+
     def _rl_arm(self) -> None:
         if not self.rl_armed:
             self.rl_armed = True
-            self.loop.call_later(self.bucket.wait_ns() / 1e9, self._rl_drain)
+            wait = 0
+            if self.bucket is not None:
+                wait = self.bucket.wait_ns()
+            if self.tpm_bucket is not None:
+                wait = max(wait, self.tpm_bucket.wait_ns(self._rl_cost()))
+            self.loop.call_later(wait / 1e9, self._rl_drain)
 
     def _rl_drain(self) -> None:
-        """Send the waiting requests the bucket has tokens for, in arrival order."""
+        """Send the waiting requests the buckets have tokens for, in arrival order."""
         self.rl_armed = False
-        q, bucket = self.rl_queue, self.bucket
-        while q and not self.stopping and bucket.take(now_ns(), True):
+        q = self.rl_queue
+        while q and not self.stopping and self._rl_take(True):
             rid, t_sched, flags = q.popleft()
             self.dispatch(rid, t_sched, flags, True)
         if q and not self.stopping:
@@ -633,6 +659,12 @@ class Worker:
         delay = max(0.0, (self.t0 - now_ns()) / 1e9)
         if self.rl_rate > 0:
             self.bucket = TokenBucket(self.rl_rate, self.t0)
+        if self.tpm_rate > 0:
+            # room for one second of tokens, or the dearest request if that is more
+            burst = max(self.tpm_rate,
+                        max(a + b for a, b in zip(self.factory.input_tokens,
+                                                  self.factory.max_tokens, strict=True)))
+            self.tpm_bucket = TokenBucket(self.tpm_rate, self.t0, burst)
         cpu0 = time.process_time()
         wall0 = time.monotonic()
         if plan.mode == "open":

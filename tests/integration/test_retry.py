@@ -119,3 +119,20 @@ def test_rate_limit_holds_in_sum_over_four_workers(tmp_path, untraced):
     assert rows["sched_lag_ms"].max() > 1500
     # ... which is the rate limit's doing, not the client's
     assert not any("scheduling lag" in r for r in res["client"]["reasons"])
+
+
+def test_tokens_per_minute_limit_holds_in_sum(tmp_path, untraced):
+    # each request costs its prompt ("hi": 1 token) + max_tokens 9 = 10 tokens, so
+    # 30,000 tokens/min = 500 tokens/s allow 50 requests/s, offered 100/s on 2 workers
+    res = {}
+    with MockProcess(ttft_ms=2, itl_ms=1, output_tokens=4) as m:
+        rows = run(m.url, tmp_path, rps=100, requests=250, cores=2, summary=res, prompt="hi",
+                   max_tokens=9, rate_limit={"tokens_per_minute": 30000})
+    assert len(rows) == 250 and rows["ok"].all()
+    t = np.sort(rows["t_start_ns"].to_numpy()) / 1e9
+    # each worker's bucket starts with one second of tokens (250: 25 requests) and, offered
+    # 500 tokens/s against a refill of 250, runs dry after 1 s (~100 requests started at the
+    # offered rate); from then on starts follow the limit
+    rate = np.polyfit(t[110:], np.arange(110, len(t)), 1)[0]
+    assert abs(rate - 50) <= 1.0, rate
+    assert not any("scheduling lag" in r for r in res["client"]["reasons"])

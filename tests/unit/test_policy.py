@@ -12,6 +12,7 @@ from lens.engine.policy import (
     TokenBucket,
     parse_retry_after,
     rate_limit_rps,
+    rate_limit_tpm,
     retry_after_seconds,
 )
 from lens.errors import ConfigError
@@ -72,7 +73,7 @@ def test_rate_limit_rps():
     assert rate_limit_rps({"requests_per_s": 5}) == 5.0
     assert rate_limit_rps({"requests_per_minute": 600}) == 10.0
     assert rate_limit_rps({"requests_per_s": 5, "requests_per_minute": 120}) == 2.0
-    assert rate_limit_rps({"tokens_per_minute": 1000}) == 0.0     # not enforced yet
+    assert rate_limit_rps({"tokens_per_minute": 1000}) == 0.0     # tokens: rate_limit_tpm
 
 
 def test_token_bucket_paces_at_its_rate():
@@ -119,3 +120,18 @@ def test_fail_first_counts_attempts_per_id_and_spares_warmups():
 def test_mock_fault_settings_are_validated(kw, words):
     with pytest.raises(ConfigError, match=words):
         MockConfig(**kw).validate()
+
+
+def test_rate_limit_tpm():
+    assert rate_limit_tpm(None) == 0.0
+    assert rate_limit_tpm({"requests_per_s": 5}) == 0.0
+    assert rate_limit_tpm({"tokens_per_minute": 6000}) == 6000.0
+
+
+def test_token_bucket_takes_n_and_gives_back():
+    b = TokenBucket(100.0, 0, burst=50.0)          # 100 tokens/s, 50 at most
+    assert b.take(0, n=30) and not b.take(0, n=30)  # 20 left
+    assert b.wait_ns(30) == pytest.approx(100_000_000, abs=2)   # 10 more at 100/s
+    assert b.take(100_000_001, n=30)
+    b.give_back(30)
+    assert b.take(100_000_001, n=30)

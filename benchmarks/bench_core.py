@@ -35,6 +35,7 @@ BUILD = os.path.join(REPO, "build", "bench_core")
 sys.path.insert(0, REPO)
 
 from lens._core.recorder import ROW_FIELDS, TOKEN_FIELDS  # noqa: E402
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 
 from lens._core import LogLinearHistogram, Recorder, Ring, RowField, now_ns  # noqa: E402
 
@@ -122,17 +123,6 @@ def best_ns(fn, n, repeat):
         fn()
         best = min(best, (time.perf_counter_ns() - t) / n)
     return best
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 class Rings:

@@ -40,6 +40,8 @@ BUILD = os.path.join(REPO, "build", "bench_decode")
 FIXTURES = os.path.join(REPO, "tests", "fixtures", "streams")
 sys.path.insert(0, REPO)
 
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
+
 from lens._core import ROW_FIELDS, TOKEN_FIELDS, Recorder, Ring  # noqa: E402
 from lens._core import stream as S  # noqa: E402
 
@@ -394,17 +396,6 @@ def build_ref(ref: str):
     dist.run_command("build_ext")
     sys.path.insert(0, BUILD)
     return sha, importlib.import_module(mod)
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main(argv=None):

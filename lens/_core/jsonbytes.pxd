@@ -148,6 +148,29 @@ cdef inline const char* _member(const char** pp, const char* end, const char** k
     return q if q < end else NULL
 
 
+cdef inline const char* _text_member(const char** pp, const char* end, const char* flag,
+                                     Py_ssize_t flen, bint* flagged) noexcept nogil:
+    """Walk an object's members (``pp`` after its ``{``); return its ``"text"`` string value
+    or NULL, and set ``flagged`` when member ``flag`` is ``true`` (Gemini's ``thought``,
+    TGI's ``special``). ``pp`` ends at the object's ``}``, or NULL on malformed JSON."""
+    cdef const char* key = NULL
+    cdef Py_ssize_t klen = 0
+    cdef const char* text = NULL
+    cdef const char* v
+    flagged[0] = False
+    while True:
+        v = _member(pp, end, &key, &klen)
+        if v == NULL:
+            return text
+        if klen == 4 and memcmp(key, b"text", 4) == 0 and v[0] == c'"':
+            text = v
+        elif klen == flen and memcmp(key, flag, flen) == 0 and v[0] == c't':
+            flagged[0] = True
+        pp[0] = _skip_value(v, end)
+        if pp[0] == NULL:
+            return text
+
+
 cdef inline bint _has_error(const char* d, Py_ssize_t n) noexcept nogil:
     """True if the data has an ``"error"`` key with an object or string value (OpenAI, vLLM,
     TGI, Gemini) or is a flat ``"object": "error"`` (SGLang, older vLLM)."""

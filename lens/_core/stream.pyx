@@ -34,7 +34,7 @@ import orjson
 from lens._core.clock cimport lens_now_ns
 from lens._core.jsonbytes cimport (
     _INSTR, _STRUCT, _bound, _container_end, _has_error, _int_at, _is, _member, _nonempty_str,
-    _skip_value, _skip_ws, _string_end, _value_of, _vof, memchr, memmem,
+    _skip_value, _skip_ws, _string_end, _text_member, _value_of, _vof, memchr, memmem,
 )
 from lens._core.recorder cimport (
     F_BYTES_IN, F_FINISH, F_FLAGS, F_INPUT_TOKENS, F_OUTPUT_TOKENS, Recorder,
@@ -776,8 +776,6 @@ cdef class StreamDecoder:
         cdef const char* p
         cdef const char* q
         cdef const char* text
-        cdef const char* key = NULL
-        cdef Py_ssize_t klen = 0
         cdef bint thought
         cdef int found = 0
         cdef int64_t cand, thoughts, x
@@ -790,19 +788,7 @@ cdef class StreamDecoder:
                 if p >= end or p[0] != c'{':
                     break
                 q = p + 1
-                text = NULL
-                thought = False
-                while True:
-                    v = _member(&q, end, &key, &klen)
-                    if v == NULL:
-                        break
-                    if klen == 4 and memcmp(key, b"text", 4) == 0 and v[0] == c'"':
-                        text = v
-                    elif klen == 7 and memcmp(key, b"thought", 7) == 0 and v[0] == c't':
-                        thought = True
-                    q = _skip_value(v, end)
-                    if q == NULL:
-                        break
+                text = _text_member(&q, end, b"thought", 7, &thought)
                 if q == NULL or q >= end or q[0] != c'}':
                     break                     # malformed part: stop here
                 if _nonempty_str(text, end) and not thought:
@@ -883,23 +869,11 @@ cdef class StreamDecoder:
         cdef const char* v = _vof(d, end, b'"token"')
         cdef const char* q
         cdef const char* text = NULL
-        cdef const char* key = NULL
-        cdef Py_ssize_t klen = 0
         cdef bint special = False
         cdef int64_t x
         if v != NULL and v[0] == c'{':
             q = v + 1
-            while True:
-                v = _member(&q, end, &key, &klen)
-                if v == NULL:
-                    break
-                if klen == 4 and memcmp(key, b"text", 4) == 0 and v[0] == c'"':
-                    text = v
-                elif klen == 7 and memcmp(key, b"special", 7) == 0 and v[0] == c't':
-                    special = True
-                q = _skip_value(v, end)
-                if q == NULL:
-                    break
+            text = _text_member(&q, end, b"special", 7, &special)
             if _nonempty_str(text, end) and not special:
                 self._token(text, end)
         v = _vof(d, end, b'"details"')

@@ -9,7 +9,8 @@ The shape is the original design's (``docs/config.md`` has every key)::
     workload:  {scenarios: [{name, requests|duration, concurrency|rps, arrival, prompt}],
                 request_params: {max_tokens, temperature, stream, timeout, extra}}
     execution: {max_concurrency, cores, retry, rate_limit}
-    output:    {export: [{format, path}]}
+    output:    {export: [{format, path}], prometheus_port, pushgateway,
+                influx: {url, db | bucket + org, token}}
 
 Strings expand ``${VAR}`` and ``${VAR:-default}`` from the environment. Every mistake raises
 one ``ConfigError`` naming the file, the key path (``workload.scenarios[2].rps``), what was
@@ -92,6 +93,7 @@ class Config:
     exports: tuple[Export, ...] = ()
     tokenizer: str | None = None
     seed: int = 0
+    live: dict | None = None            # output.prometheus_port, .pushgateway, .influx
 
     @property
     def base(self) -> Path:
@@ -281,11 +283,12 @@ def parse_config(data: Any, file: str = "config", env: Mapping[str, str] | None 
                              "raise max_concurrency or lower the scenario's concurrency")
     retry = _retry(c, ex["retry"]) if ex.get("retry") is not None else None
     rate = _rate_limit(c, ex["rate_limit"]) if ex.get("rate_limit") is not None else None
-    out = c.keys(top.get("output") or {}, "output", ("export",))
+    out = c.keys(top.get("output") or {}, "output",
+                 ("export", "prometheus_port", "pushgateway", "influx"))
     exports = tuple(_export(c, e, i) for i, e in
                     enumerate(c.list_(out.get("export", []), "output.export", False)))
     return Config(file, targets, scenarios, max_conc, cores, retry, rate, exports, tokenizer,
-                  seed)
+                  seed, _live(c, out))
 
 
 def _target(c: _Checker, obj: Any, i: int) -> Target:
@@ -564,13 +567,38 @@ def _rate_limit(c: _Checker, obj: Any) -> dict:
     return d
 
 
+def _live(c: _Checker, out: dict) -> dict | None:
+    live: dict = {}
+    if out.get("prometheus_port") is not None:
+        live["prometheus_port"] = c.int_(out["prometheus_port"], "output.prometheus_port")
+        if live["prometheus_port"] > 65535:
+            raise c.fail("output.prometheus_port", live["prometheus_port"], "a port 1…65535")
+    if out.get("pushgateway") is not None:
+        live["pushgateway"] = _url(c, out["pushgateway"], "output.pushgateway")
+    if out.get("influx") is not None:
+        d = c.keys(out["influx"], "output.influx", ("url", "db", "bucket", "org", "token"),
+                   ("url",))
+        live["influx"] = {k: c.str_(v, f"output.influx.{k}") for k, v in d.items()}
+        live["influx"]["url"] = _url(c, d["url"], "output.influx.url")
+        if not (d.get("db") or d.get("bucket")):
+            raise c.fail("output.influx", "neither db nor bucket",
+                         "db (InfluxDB 1.x) or bucket and org (InfluxDB 2.x)")
+        if d.get("bucket") and not d.get("org"):
+            raise c.fail("output.influx.org", "missing", "the organisation of the bucket")
+    return live or None
+
+
+def _url(c: _Checker, v: Any, path: str) -> str:
+    s = c.str_(v, path)
+    if not re.match(r"https?://[^/\s:]+", s):
+        raise c.fail(path, s, "an http:// or https:// URL such as http://localhost:9091")
+    return s
+
+
 def _export(c: _Checker, obj: Any, i: int) -> Export:
     p = f"output.export[{i}]"
     d = c.keys(obj, p, ("format", "path"), ("format", "path"))
     fmt = c.str_(d["format"], f"{p}.format", EXPORT_FORMATS)
-    if fmt == "html":
-        raise c.fail(f"{p}.format", "html", "json, csv or parquet",
-                     "html export arrives with `lens-fast report`; use json, csv or parquet")
     path = c.str_(d["path"], f"{p}.path")
     for m in _PLACEHOLDER.findall(path):
         if m not in PATH_FIELDS:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -217,7 +218,8 @@ CONFIG_OVERRIDES = {"url": "url", "model": "model", "requests": "requests",
                     "input_tokens": "input_tokens", "max_attempts": "max_attempts",
                     "initial_backoff_ms": "initial_backoff_ms", "rate_limit": "rate_limit"}
 #: Flags of the run itself, allowed with a config file.
-RUN_FLAGS = {"output", "no_progress", "strict", "config"}
+RUN_FLAGS = {"output", "no_progress", "strict", "config", "format", "prometheus_port",
+             "pushgateway", "influx", "influx_db", "influx_bucket", "influx_org"}
 
 
 def config_overrides(o: dict, given: set[str]) -> dict:
@@ -252,18 +254,67 @@ def config_overrides(o: dict, given: set[str]) -> dict:
     return out
 
 
+def service_url(flag: str, url: str) -> str:
+    """Check the URL of a metrics service (``--pushgateway``, ``--influx``)."""
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    try:
+        ok = u.scheme in ("http", "https") and bool(u.hostname) and (u.port or 1) > 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"{flag} must be an http:// or https:// URL such as "
+                          f"http://localhost:9091 (got {url!r})")
+    return url.rstrip("/")
+
+
+def live_metrics(o: dict, file: dict | None = None):
+    """Build the run's ``LiveMetrics`` from the flags, over a config file's ``output`` keys
+    (``prometheus_port``, ``pushgateway``, ``influx``); None when none is asked for."""
+    file = dict(file or {})
+    port = o.get("prometheus_port") or file.get("prometheus_port")
+    push = o.get("pushgateway") or file.get("pushgateway")
+    influx = dict(file.get("influx") or {})
+    for key in ("url", "db", "bucket", "org"):
+        if o.get(f"influx_{key}" if key != "url" else "influx"):
+            influx[key] = o[f"influx_{key}" if key != "url" else "influx"]
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(f"--prometheus-port must be 1…65535 (got {port})")
+    if influx and not influx.get("url"):
+        raise ConfigError("--influx-db/--influx-bucket/--influx-org need --influx URL")
+    if port is None and not push and not influx:
+        return None
+    from lens.output.live import InfluxTarget, LiveMetrics
+
+    target = None
+    if influx:
+        token = influx.get("token") or os.environ.get("LENS_INFLUX_TOKEN")
+        if not (influx.get("db") or influx.get("bucket")):
+            raise ConfigError("--influx needs --influx-db DB (InfluxDB 1.x) or --influx-bucket "
+                              "BUCKET with --influx-org ORG (InfluxDB 2.x)")
+        target = InfluxTarget(url=service_url("--influx", influx["url"]), db=influx.get("db"),
+                              bucket=influx.get("bucket"), org=influx.get("org"), token=token)
+    return LiveMetrics(prometheus_port=port,
+                       pushgateway=push and service_url("--pushgateway", push),
+                       influx=target)
+
+
 def run_config(o: dict, given: set[str]) -> int:
     """``lens-fast run CONFIG``: load, override with flags, check, run every plan."""
     from lens.config import build_plans, load_config
-    from lens.engine.runner import run_plans_and_report
+    from lens.engine.runner import check_formats, run_plans_and_report
 
+    formats = check_formats(o["format"])
     cfg = load_config(o["config"])
     plans = build_plans(cfg, config_overrides(o, given))
     for plan in plans:
         check_wire(plan)
+    live = live_metrics(o, cfg.live)
     return run_plans_and_report(plans, exports=cfg.exports, output=o["output"],
                                 progress=not o["no_progress"], strict=o["strict"],
-                                argv=sys.argv, config_path=o["config"])
+                                argv=sys.argv, config_path=o["config"], formats=formats,
+                                live=live)
 
 
 @click.command("run")
@@ -331,6 +382,19 @@ def run_config(o: dict, given: set[str]) -> int:
 @click.option("--output", "output", type=click.Path(file_okay=False),
               help="Directory for requests.parquet, tokens.parquet and summary.json "
               "(default: lens-results/run-<UTC time>).")
+@click.option("--format", "format", metavar="LIST", help="Files to write: a comma-separated "
+              "list of parquet, json, csv, html (default parquet,json; summary.json is always "
+              "written). html adds report.html (see `lens-fast report`).")
+@click.option("--prometheus-port", type=int, metavar="PORT", help="Serve live metrics at "
+              "http://HOST:PORT/metrics in Prometheus format during the run.")
+@click.option("--pushgateway", metavar="URL", help="Push the final metrics to this Prometheus "
+              "Pushgateway at the end of the run.")
+@click.option("--influx", metavar="URL", help="Write per-second points to this InfluxDB "
+              "(with --influx-db, or --influx-bucket and --influx-org; token from "
+              "LENS_INFLUX_TOKEN).")
+@click.option("--influx-db", metavar="DB", help="InfluxDB 1.x database for --influx.")
+@click.option("--influx-bucket", metavar="BUCKET", help="InfluxDB 2.x bucket for --influx.")
+@click.option("--influx-org", metavar="ORG", help="InfluxDB 2.x organisation for --influx.")
 @click.option("--no-progress", is_flag=True, help="No live progress line.")
 @click.option("--client", type=click.Choice(["fast", "httpx"]), default="fast",
               show_default=True, help="HTTP client: lens' fast HTTP/1.1 client, or httpx "
@@ -364,7 +428,7 @@ def run_command(**o) -> None:
     """
     from click.core import ParameterSource
 
-    from lens.engine.runner import run_and_report
+    from lens.engine.runner import check_formats, run_and_report
 
     if o["http2"] and o["client"] != "httpx":
         raise ConfigError("--http2 needs --client httpx (the fast client speaks HTTP/1.1)")
@@ -373,10 +437,11 @@ def run_command(**o) -> None:
         given = {k for k in o if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
         sys.exit(run_config(o, given))
     given = ctx.get_parameter_source("provider") not in (ParameterSource.DEFAULT, None)
+    formats = check_formats(o["format"])
     url, embedded = resolve_target(o, given)
     plan = build_plan(o, url or "http://127.0.0.1:1/v1", embedded=embedded)
     code = run_and_report(plan, embedded=embedded, output=o["output"],
                           progress=not o["no_progress"], strict=o["strict"],
                           mock_ttft_ms=o["mock_ttft_ms"], mock_itl_ms=o["mock_itl_ms"],
-                          argv=sys.argv)
+                          argv=sys.argv, formats=formats, live=live_metrics(o))
     sys.exit(code)

@@ -20,7 +20,7 @@ from lens._core import ROW_DTYPE, TOKEN_DTYPE
 from lens._version import __version__
 from lens.engine.plan import RunPlan
 from lens.engine.supervisor import RunOutcome, Supervisor
-from lens.errors import RunError
+from lens.errors import ConfigError, RunError
 from lens.providers import check_plan, get_provider
 from lens.providers.pricing import lookup
 
@@ -28,14 +28,22 @@ EXIT_OK = 0
 EXIT_SATURATED = 3
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
+#: ``--format`` choices. summary.json is always written (report and compare read it); parquet
+#: is requests.parquet + tokens.parquet, csv is requests.csv, html is report.html.
+FORMATS = ("parquet", "json", "csv", "html")
+DEFAULT_FORMATS = ("parquet", "json")
+
 
 class _Feed:
     """Receives drained batches; holds them until t0 is known, then feeds results and sinks."""
 
-    def __init__(self, plan: RunPlan, out_dir: Path | None, meta: dict):
+    def __init__(self, plan: RunPlan, out_dir: Path | None, meta: dict,
+                 formats: tuple[str, ...] = DEFAULT_FORMATS, live=None):
         self.plan = plan
         self.out_dir = out_dir
         self.meta = meta
+        self.formats = formats
+        self.live = live
         self.sink = None
         self.results = None
         self.early: list[tuple[np.ndarray, np.ndarray]] = []
@@ -47,12 +55,16 @@ class _Feed:
         self.results = RunResults(
             t0_ns, t0_unix_ns=t0_unix_ns, scenario=p.scenario, targets=[target], open_loop=p.mode == "open",
             offered_rps=p.rps, duration_s=p.duration_s, max_token_stamps=p.max_token_stamps)
-        if self.out_dir is not None:
+        if self.out_dir is not None and ("parquet" in self.formats or "csv" in self.formats):
             from lens.output.parquet import ParquetSink
 
             self.meta["t0_unix_ns"] = t0_unix_ns
             self.sink = ParquetSink(self.out_dir, t0_ns, self.meta, targets=[target],
-                                    scenario=p.scenario)
+                                    scenario=p.scenario, parquet="parquet" in self.formats,
+                                    csv="csv" in self.formats)
+        if self.live is not None:
+            self.live.begin({"scenario": p.scenario, "provider": p.provider, "model": p.model},
+                            t0_unix_ns)
         for rows, tokens in self.early:
             self._feed(rows, tokens)
         self.early.clear()
@@ -98,11 +110,31 @@ def metadata(plan: RunPlan, argv: list[str] | None, embedded: bool) -> dict[str,
     }
 
 
+def check_formats(formats: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """Parse ``--format parquet,json,csv,html``; return the chosen formats (json always)."""
+    if formats is None:
+        return DEFAULT_FORMATS
+    items = formats.split(",") if isinstance(formats, str) else list(formats)
+    out = []
+    for f in (x.strip().lower() for x in items):
+        if f not in FORMATS:
+            raise ConfigError(f"--format: unknown format {f!r}; expected a comma-separated list "
+                              f"of {', '.join(FORMATS)} (e.g. --format parquet,json,html)")
+        if f not in out:
+            out.append(f)
+    if "json" not in out:
+        out.append("json")    # summary.json is the run's record: report and compare read it
+    return tuple(out)
+
+
 def execute(plan: RunPlan, out_dir: str | os.PathLike | None = None, *, on_tick=None,
             argv: list[str] | None = None, embedded: bool = False,
-            cpus: list[int] | None = None) -> tuple[dict, Any, RunOutcome]:
-    """Run a plan; write Parquet and summary.json to ``out_dir`` when given.
+            cpus: list[int] | None = None, formats: tuple[str, ...] = DEFAULT_FORMATS,
+            live=None) -> tuple[dict, Any, RunOutcome]:
+    """Run a plan; write its files (``formats``: Parquet, CSV; summary.json always; html is
+    the caller's, once every plan ran) to ``out_dir`` when given.
 
+    ``live`` (a started ``lens.output.live.LiveMetrics``) gets the plan's live results.
     Returns ``(summary, results, outcome)``.
     """
     from lens.output.summary import build_summary, write_summary
@@ -118,7 +150,7 @@ def execute(plan: RunPlan, out_dir: str | os.PathLike | None = None, *, on_tick=
             raise RunError(f"cannot create the output directory {str(out)!r}: "
                            f"{e.strerror}") from e
     with ExitStack() as stack:
-        feed = _Feed(plan, out, meta)
+        feed = _Feed(plan, out, meta, formats, live)
         stack.callback(feed.close)
         sup = Supervisor(plan, feed, on_tick=None, cpus=cpus)
         target = target_info(plan)
@@ -126,6 +158,9 @@ def execute(plan: RunPlan, out_dir: str | os.PathLike | None = None, *, on_tick=
         def tick(elapsed: float) -> None:
             if feed.results is None:
                 feed.start(sup.outcome.t0_ns, sup.outcome.t0_unix_ns, target)
+            if live is not None:
+                feed.results.in_flight = sup.counters()[1]
+                live.update(feed.results)
             if on_tick is not None:
                 on_tick(elapsed, feed.results, sup)
 
@@ -146,7 +181,10 @@ def execute(plan: RunPlan, out_dir: str | os.PathLike | None = None, *, on_tick=
             meta["workers_died"] = outcome.died
         meta["duration_s"] = round((outcome.t_end_ns - outcome.t0_ns) / 1e9, 6)
         feed.close()
+        results.in_flight = 0
         summary = build_summary(results, meta)
+        if live is not None:
+            live.end(results)
         if out is not None:
             write_summary(out / "summary.json", summary)
     return summary, results, outcome
@@ -205,10 +243,24 @@ def default_output_dir() -> str:
                         dt.datetime.now(dt.UTC).strftime("run-%Y%m%d-%H%M%S"))
 
 
+def write_report(out_dir: Path, console) -> Path | None:
+    """Write ``report.html`` into a finished run's directory (``--format html``)."""
+    from lens.output.report import write_html_report
+
+    path = write_html_report(out_dir, out_dir / "report.html")
+    console.print(f"Report: {path}")
+    return path
+
+
 def run_and_report(plan: RunPlan, *, embedded: bool, output: str | None, progress: bool,
                    strict: bool, mock_ttft_ms: float = 20.0, mock_itl_ms: float = 2.0,
-                   argv: list[str] | None = None) -> int:
-    """Run ``lens-fast run``: mock if needed, progress, table, files; return the exit status."""
+                   argv: list[str] | None = None, formats: tuple[str, ...] = DEFAULT_FORMATS,
+                   live=None) -> int:
+    """Run ``lens-fast run``: mock if needed, progress, table, files; return the exit status.
+
+    ``live`` is an unstarted ``LiveMetrics``: it is started before any load and closed (final
+    push) at the end, also on Ctrl-C.
+    """
     import dataclasses
 
     from rich.console import Console
@@ -222,6 +274,9 @@ def run_and_report(plan: RunPlan, *, embedded: bool, output: str | None, progres
     err = Console(stderr=True)
     out_dir = output or default_output_dir()
     with ExitStack() as stack:
+        if live is not None:
+            live.start()
+            stack.callback(live.close)
         if embedded:
             from lens.mock.process import MockProcess
 
@@ -233,13 +288,18 @@ def run_and_report(plan: RunPlan, *, embedded: bool, output: str | None, progres
         try:
             summary, results, outcome = execute(
                 plan, out_dir, on_tick=line.update if line else None, argv=argv,
-                embedded=embedded)
+                embedded=embedded, formats=formats, live=live)
         finally:
             if line is not None:
                 line.close()
     result = summary["scenarios"][0]["results"][0]
     render_table(result, console)
-    console.print(f"Results: {out_dir}/ (requests.parquet, tokens.parquet, summary.json)")
+    files = [f for fmt, f in (("parquet", "requests.parquet, tokens.parquet"),
+                              ("csv", "requests.csv"), ("json", "summary.json"))
+             if fmt in formats]
+    console.print(f"Results: {out_dir}/ ({', '.join(files)})")
+    if "html" in formats:
+        write_report(Path(out_dir), console)
     if outcome.interrupted:
         console.print(f"[yellow]Interrupted by {outcome.interrupted}: outputs hold what was "
                       "measured until then.[/]")
@@ -301,11 +361,12 @@ def _requests_table(dirs: list[tuple[RunPlan, Path]]):
 
 
 def write_exports(exports, runs: list[tuple[RunPlan, Path, dict]], meta: dict,
-                  stamp: str) -> list[str]:
+                  stamp: str, out_dir: Path | None = None) -> list[str]:
     """Write a config's ``output.export`` files; return their paths.
 
     A path with ``{scenario}`` gives one file per scenario; without it, one file for the run.
-    json is the summary, parquet and csv the requests table (with provider and model).
+    json is the summary, parquet and csv the requests table (with provider and model), html
+    the report of the run's directory ``out_dir`` (or of the scenario's runs).
     """
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
@@ -323,6 +384,13 @@ def write_exports(exports, runs: list[tuple[RunPlan, Path, dict]], meta: dict,
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if e.format == "json":
                     write_summary(path, combine_summaries([s for _, _, s in group], meta))
+                elif e.format == "html":
+                    from lens.output.report import write_html_report
+
+                    if name == "all" and out_dir is not None:
+                        write_html_report(out_dir, path)
+                    else:   # one scenario's runs: a report per run folder, or the first
+                        write_html_report(group[0][1] if len(group) == 1 else out_dir, path)
                 else:
                     table = _requests_table([(p, d) for p, d, _ in group])
                     if e.format == "parquet":
@@ -338,9 +406,22 @@ def write_exports(exports, runs: list[tuple[RunPlan, Path, dict]], meta: dict,
 
 def run_plans_and_report(plans: list[RunPlan], *, exports=(), output: str | None,
                          progress: bool, strict: bool, argv: list[str] | None = None,
-                         config_path: str | None = None) -> int:
+                         config_path: str | None = None,
+                         formats: tuple[str, ...] = DEFAULT_FORMATS, live=None) -> int:
     """Run a config's plans one after another; write each run's files, the combined summary
     and the exports; print a table per run; return the exit status (the worst run's)."""
+    with ExitStack() as stack:
+        if live is not None:
+            live.start()
+            stack.callback(live.close)
+        return _run_plans(plans, exports=exports, output=output, progress=progress,
+                          strict=strict, argv=argv, config_path=config_path, formats=formats,
+                          live=live)
+
+
+def _run_plans(plans: list[RunPlan], *, exports, output: str | None, progress: bool,
+               strict: bool, argv: list[str] | None, config_path: str | None,
+               formats: tuple[str, ...], live) -> int:
     from rich.console import Console
 
     from lens.engine.progress import ProgressLine
@@ -362,7 +443,7 @@ def run_plans_and_report(plans: list[RunPlan], *, exports=(), output: str | None
         line = ProgressLine(plan, err) if progress and err.is_terminal else None
         try:
             summary, _, outcome = execute(plan, d, on_tick=line.update if line else None,
-                                          argv=argv)
+                                          argv=argv, formats=formats, live=live)
         finally:
             if line is not None:
                 line.close()
@@ -380,8 +461,10 @@ def run_plans_and_report(plans: list[RunPlan], *, exports=(), output: str | None
             "runs": [plan_dir_name(p) for p, _, _ in runs]}
     combined = combine_summaries([s for _, _, s in runs], meta)
     write_summary(out_dir / "summary.json", combined)
-    written = write_exports(exports, runs, meta, stamp)
+    written = write_exports(exports, runs, meta, stamp, out_dir)
     console.print(f"Results: {out_dir}/ (summary.json; one folder per scenario × model)")
+    if "html" in formats:
+        write_report(out_dir, console)
     for w in written:
         console.print(f"Exported: {w}")
     return code

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from lens._core import (
@@ -38,6 +39,7 @@ __all__ = ["REQUESTS_SCHEMA", "TOKENS_SCHEMA", "ParquetSink"]
 
 REQUESTS_FILE = "requests.parquet"
 TOKENS_FILE = "tokens.parquet"
+REQUESTS_CSV_FILE = "requests.csv"
 
 _TIMES = ("t_sched_ns", "t_start_ns", "t_dns_ns", "t_connect_ns", "t_tls_ns", "t_sent_ns",
           "t_first_byte_ns", "t_headers_ns", "t_first_token_ns", "t_last_token_ns", "t_end_ns",
@@ -84,6 +86,9 @@ class ParquetSink:
     mapping per target index: provider, model, url) into ``lens.targets``. Secret-looking
     keys are redacted. ``scenario`` fills the ``scenario`` column and may be changed between
     batches (a sweep writes one sink). Use as a context manager or call ``close()``.
+
+    ``csv=True`` also writes the requests table, the same columns batch by batch, to
+    ``requests.csv``; ``parquet=False`` writes no Parquet file (``--format csv,json``).
     """
 
     def __init__(self, out_dir: str | os.PathLike[str], t0_ns: int,
@@ -91,7 +96,7 @@ class ParquetSink:
                  targets: Sequence[Mapping[str, Any]] = (), scenario: str = "default",
                  error_names: Mapping[int, str] | None = None,
                  row_group_rows: int = 65536, token_row_group_rows: int = 1 << 18,
-                 compression: str = "zstd"):
+                 compression: str = "zstd", parquet: bool = True, csv: bool = False):
         if row_group_rows < 1 or token_row_group_rows < 1:
             raise ValueError(f"row group sizes must be >= 1 (got {row_group_rows}, "
                              f"{token_row_group_rows})")
@@ -103,6 +108,7 @@ class ParquetSink:
         self.token_row_group_rows = token_row_group_rows
         self.requests_path = os.path.join(self.out_dir, REQUESTS_FILE)
         self.tokens_path = os.path.join(self.out_dir, TOKENS_FILE)
+        self.csv_path = os.path.join(self.out_dir, REQUESTS_CSV_FILE) if csv else None
         self.rows_written = 0
         self.tokens_written = 0
         self._rows: list[tuple[np.ndarray, str]] = []
@@ -121,20 +127,24 @@ class ParquetSink:
         self._usd_out = np.array([_per_token(t, "output_per_mtok") for t in targets],
                                  np.float64)
         self._closed = False
-        self._req_writer = self._tok_writer = None
+        self._req_writer = self._tok_writer = self._csv_writer = None
         try:
             os.makedirs(self.out_dir, exist_ok=True)
-            self._req_writer = pq.ParquetWriter(
-                self.requests_path,
-                REQUESTS_SCHEMA.with_metadata({**meta, b"lens.schema": b"lens-fast/requests/1"}),
-                compression=compression)
-            self._tok_writer = pq.ParquetWriter(
-                self.tokens_path,
-                TOKENS_SCHEMA.with_metadata({**meta, b"lens.schema": b"lens-fast/tokens/1"}),
-                compression=compression)
-        except OSError as e:
+            if parquet:
+                self._req_writer = pq.ParquetWriter(
+                    self.requests_path,
+                    REQUESTS_SCHEMA.with_metadata({**meta,
+                                                   b"lens.schema": b"lens-fast/requests/1"}),
+                    compression=compression)
+                self._tok_writer = pq.ParquetWriter(
+                    self.tokens_path,
+                    TOKENS_SCHEMA.with_metadata({**meta, b"lens.schema": b"lens-fast/tokens/1"}),
+                    compression=compression)
+            if self.csv_path is not None:
+                self._csv_writer = pcsv.CSVWriter(self.csv_path, REQUESTS_SCHEMA)
+        except (OSError, pa.ArrowException) as e:
             self.close()
-            raise RunError(f"cannot write Parquet files in {self.out_dir!r}: {e}; "
+            raise RunError(f"cannot write result files in {self.out_dir!r}: {e}; "
                            "choose a writable --output-dir") from e
 
     ### Public API ###
@@ -171,12 +181,11 @@ class ParquetSink:
             return
         self._closed = True
         try:
-            if self._req_writer is not None:
-                self._flush_rows()
-                self._req_writer.close()
-            if self._tok_writer is not None:
-                self._flush_tokens()
-                self._tok_writer.close()
+            self._flush_rows()
+            self._flush_tokens()
+            for w in (self._req_writer, self._tok_writer, self._csv_writer):
+                if w is not None:
+                    w.close()
         finally:
             self._rows, self._tokens = [], []
 
@@ -200,11 +209,15 @@ class ParquetSink:
         lengths = [len(b) for b, _ in self._rows]
         self._rows, self._n_rows = [], 0
         table = self.requests_table(r, np.repeat(np.arange(len(scen)), lengths), scen)
-        self._req_writer.write_table(table, row_group_size=len(table))  # type: ignore[union-attr]
+        if self._req_writer is not None:
+            self._req_writer.write_table(table, row_group_size=len(table))
+        if self._csv_writer is not None:
+            self._csv_writer.write_table(table)
         self.rows_written += len(table)
 
     def _flush_tokens(self) -> None:
-        if not self._tokens:
+        if not self._tokens or self._tok_writer is None:
+            self._tokens, self._n_tokens = [], 0
             return
         tk = np.concatenate(self._tokens).view(np.int64).reshape(-1, 3).T  # columns
         self._tokens, self._n_tokens = [], 0
@@ -214,7 +227,7 @@ class ParquetSink:
             "index": pa.array(np.ascontiguousarray(tk[1])),
             "t_ns": pa.array(t),
         }, schema=TOKENS_SCHEMA)
-        self._tok_writer.write_table(table, row_group_size=len(table))  # type: ignore[union-attr]
+        self._tok_writer.write_table(table, row_group_size=len(table))
         self.tokens_written += len(table)
 
     def cost_usd(self, rows: np.ndarray) -> np.ndarray:

@@ -171,5 +171,5 @@ def test_scenario_column_follows_the_sink(tmp_path):
 def test_unwritable_directory_is_a_run_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(RunError, match="cannot write Parquet files"):
+    with pytest.raises(RunError, match="cannot write result files"):
         ParquetSink(blocker / "out", T0)

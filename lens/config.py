@@ -319,8 +319,11 @@ def _target(c: _Checker, obj: Any, i: int) -> Target:
         kind = c.str_(a["type"], f"{path}.auth.type", AUTH_TYPES)
         token = a["token"]
         if not isinstance(token, str) or not token:
-            raise c.fail(f"{path}.auth.token", "(empty)" if token == "" else token,
-                         "a non-empty string, usually ${SOME_API_KEY}")
+            # never echo a token: name its type only
+            found = ("an empty string" if token == "" else
+                     f"a value of type {type(token).__name__} (not shown)")
+            raise ConfigError(f"{c.file}: {path}.auth.token: found {found}; expected a "
+                              "non-empty string, usually ${SOME_API_KEY}")
         if not (token.isascii() and token.isprintable()):
             raise ConfigError(f"{c.file}: {path}.auth.token: found control or non-ASCII "
                               "characters (a stray newline?); expected a token an HTTP "

@@ -4,9 +4,15 @@
     plan = lens.RunPlan(url="http://localhost:8000/v1", model="M", rps=20, duration_s=30)
     summary = lens.run(plan, output="results/")
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from lens._version import __version__
-from lens.engine.plan import RunPlan, Timeouts
 from lens.errors import ConfigError, EndpointError, LensError, RunError
+
+if TYPE_CHECKING:
+    from lens.engine.plan import RunPlan, Timeouts
 
 __all__ = [
     "ConfigError",
@@ -18,6 +24,16 @@ __all__ = [
     "__version__",
     "run",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # RunPlan and Timeouts load the Cython core and numpy: only when asked for, so that
+    # `lens-fast` reaches its signal handlers (lens/engine/interrupts.py) within ~50 ms
+    if name in ("RunPlan", "Timeouts"):
+        from lens.engine import plan
+
+        return getattr(plan, name)
+    raise AttributeError(f"module 'lens' has no attribute {name!r}")
 
 
 def run(plan: RunPlan, output: str | None = None) -> dict:

@@ -40,8 +40,18 @@ def _register() -> None:
     cli.add_command(mock_command, "mock")
 
 
+#: Commands that run load: Ctrl-C/SIGTERM are recorded from the first moment, so that even an
+#: early one ends the run with complete (maybe empty) outputs (lens/engine/interrupts.py).
+LOAD_COMMANDS = ("run", "sweep")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``lens-fast`` and ``python -m lens``."""
+    args = argv if argv is not None else sys.argv[1:]
+    if next((a for a in args if not a.startswith("-")), None) in LOAD_COMMANDS:
+        from lens.engine import interrupts
+
+        interrupts.install()
     _register()
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:

@@ -232,6 +232,8 @@ def client_health(outcome: RunOutcome) -> dict[str, Any]:
         "new_connections_in_run": sum(w.get("new_connections_in_run", 0)
                                       for w in outcome.workers),
         "ring_spilled_records": spilled,
+        "workers_died": [{k: w[k] for k in ("index", "pid", "died", "missed") if k in w}
+                         for w in outcome.workers if w.get("died")],
         "reasons": reasons,
         "error_samples": {k: v[:5] for k, v in errors.items()},
     }

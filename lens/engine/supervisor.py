@@ -47,6 +47,7 @@ class WorkerState:
     ready: dict | None = None
     done: dict | None = None
     died: str | None = None
+    missed: dict | None = None          # the load a dead worker did not send
 
 
 @dataclass
@@ -140,7 +141,19 @@ class Supervisor:
                         code = w.process.exitcode
                         how = f"signal {-code}" if code < 0 else f"exit status {code}"
                         w.died = f"worker {w.index} (pid {w.process.pid}) died ({how})"
+                        w.missed = self._missed(w)
+                        if w.missed:
+                            w.died += f"; {w.missed['text']}"
                         self.outcome.died.append(w.died)
+
+    def _missed(self, w: WorkerState) -> dict | None:
+        """The load worker ``w`` did not send because it died (None before t0)."""
+        from lens.engine.worker import COUNTER_SENT
+
+        if not self.outcome.t0_ns:
+            return None
+        return missed_load(self.plan, w.index, len(self.workers), w.rows.counter(COUNTER_SENT),
+                           (now_ns() - self.outcome.t0_ns) / 1e9)
 
     def counters(self) -> tuple[int, int, int]:
         """Return (sent, in flight, dropped) summed over workers, as they last published."""
@@ -166,21 +179,33 @@ class Supervisor:
     # -------------------------------------------------------------- the run
     def run(self) -> RunOutcome:
         """Carry out the plan; return the outcome once every worker is done or gone."""
+        from lens.engine import interrupts
+
         self._startup_error = None
         old_int = signal.signal(signal.SIGINT, self._on_signal)
         old_term = signal.signal(signal.SIGTERM, self._on_signal)
+        early = interrupts.pending()
+        if early is not None:             # before the run: nothing to start
+            self._signals = 1
+            self.outcome.interrupted = early
         try:
-            self._spawn()
-            self._wait_ready()
-            self._go()
-            self._loop()
+            if early is None:
+                self._spawn()
+            if early is not None or not self._wait_ready():
+                self._go(send=False)      # an epoch for the (empty) results
+                self.outcome.t_end_ns = self.outcome.t0_ns
+                self._stop_starting()
+            else:
+                self._go()
+                self._loop()
         finally:
             signal.signal(signal.SIGINT, old_int)
             signal.signal(signal.SIGTERM, old_term)
             self._shutdown()
         return self.outcome
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self) -> bool:
+        """Wait until every worker is ready (True), or a signal came first (False)."""
         deadline = time.monotonic() + READY_TIMEOUT_S + self.plan.timeouts.connect_s
         while True:
             self._poll_messages(DRAIN_S)
@@ -192,19 +217,33 @@ class Supervisor:
             if dead:
                 raise RunError(f"{dead[0]} while starting")
             if all(w.ready is not None for w in self.workers):
-                return
+                return not self._signals
             if self._signals:
-                raise RunError("interrupted while starting the workers; nothing was measured")
+                return False
             if time.monotonic() > deadline:
                 raise RunError(f"workers not ready within {READY_TIMEOUT_S:.0f} s "
                                "(probe request or connection pool did not complete)")
 
-    def _go(self) -> None:
-        t0 = now_ns() + LEAD_NS
+    def _go(self, send: bool = True) -> None:
+        t0 = now_ns() + (LEAD_NS if send else 0)
         self.outcome.t0_ns = t0
         self.outcome.t0_unix_ns = time.time_ns() + (t0 - now_ns())
-        for w in self.workers:
+        for w in self.workers if send else ():
             w.pipe.send(("go", t0))
+
+    def _stop_starting(self) -> None:
+        """Interrupted before t0: stop the workers (they are still probing or waiting)."""
+        for w in self.workers:
+            try:
+                w.pipe.send(("stop",))
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + 1.0
+        for w in self.workers:
+            w.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if w.process.is_alive():
+                w.process.terminate()
+        self._drain()
 
     def _loop(self) -> None:
         t0 = self.outcome.t0_ns
@@ -257,10 +296,45 @@ class Supervisor:
                 info["ready"] = w.ready
             if w.died:
                 info["died"] = w.died
+            if w.missed:
+                info["missed"] = {k: v for k, v in w.missed.items() if k != "text"}
             self.outcome.workers.append(info)
             w.pipe.close()
             w.rows.close()
             w.tokens.close()
+
+
+def missed_load(plan: RunPlan, k: int, workers: int, sent: int, died_at_s: float) -> dict:
+    """What worker ``k`` of ``workers`` would still have sent had it not died at ``died_at_s``.
+
+    Open loop: its arrivals of the schedule (the ``i mod N`` split) not sent, counted exactly.
+    Closed loop: its share of ``requests`` not sent, or of the duration, its users × the
+    seconds left.
+    """
+    from lens.engine.worker import worker_share
+    from lens.workload.arrivals import arrival_offsets_ns, split
+
+    out: dict[str, Any] = {"died_at_s": round(died_at_s, 3), "sent": int(sent)}
+    if plan.mode == "open":
+        offsets = arrival_offsets_ns(plan.arrival, plan.rps, requests=plan.requests,
+                                     duration_s=plan.duration_s, seed=plan.seed,
+                                     burstiness=plan.burstiness)
+        scheduled = len(split(offsets, k, workers)[0])
+        out.update(scheduled=scheduled, missed_requests=max(0, scheduled - int(sent)))
+        share = plan.rps / workers
+        out["text"] = (f"it missed {out['missed_requests']} of its {scheduled} scheduled "
+                       f"requests ({share:g} of the {plan.rps:g} req/s offered)")
+    elif plan.requests is not None:
+        share = worker_share(plan.requests, k, workers)
+        out.update(scheduled=share, missed_requests=max(0, share - int(sent)))
+        out["text"] = f"it missed {out['missed_requests']} of its {share} requests"
+    else:
+        users = worker_share(plan.concurrency, k, workers)
+        left = max(0.0, (plan.duration_s or 0.0) - died_at_s)
+        out.update(users=users, missed_user_s=round(users * left, 3))
+        out["text"] = (f"it missed {left:.1f} s of load from {users} of the "
+                       f"{plan.concurrency} users")
+    return out
 
 
 def default_cores() -> int:

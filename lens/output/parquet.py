@@ -1,8 +1,8 @@
 """Write drained rows and token stamps to ``requests.parquet`` and ``tokens.parquet``.
 
-Batches are buffered and written as row groups of at least ``row_group_rows`` rows, so memory
-stays flat however long the run, and what was measured is on disk up to the last full row
-group even before ``close()``. The files are only readable once ``close()`` has written their
+Batches are buffered and written as row groups of at least ``row_group_rows`` rows, or
+whatever is buffered every ``flush_interval_s`` (10 s), so memory stays flat however long the
+run, and what was measured is on disk up to the last row group even before ``close()``. The files are only readable once ``close()`` has written their
 footers: the engine closes the sink on every way out (end, Ctrl-C, SIGTERM). Columns are drawn
 in ``docs/outputs.md``. Timestamps are int64 ns relative to the run's epoch t0, null where
 never taken; derived latencies are float64 ms, null where they do not apply. ``cost_usd`` is
@@ -13,6 +13,7 @@ failed before a response), and null when the target's model has no price.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -96,7 +97,8 @@ class ParquetSink:
                  targets: Sequence[Mapping[str, Any]] = (), scenario: str = "default",
                  error_names: Mapping[int, str] | None = None,
                  row_group_rows: int = 65536, token_row_group_rows: int = 1 << 18,
-                 compression: str = "zstd", parquet: bool = True, csv: bool = False):
+                 compression: str = "zstd", parquet: bool = True, csv: bool = False,
+                 flush_interval_s: float = 10.0):
         if row_group_rows < 1 or token_row_group_rows < 1:
             raise ValueError(f"row group sizes must be >= 1 (got {row_group_rows}, "
                              f"{token_row_group_rows})")
@@ -106,6 +108,8 @@ class ParquetSink:
         self.error_names = dict(ERROR_NAMES if error_names is None else error_names)
         self.row_group_rows = row_group_rows
         self.token_row_group_rows = token_row_group_rows
+        self.flush_interval_s = flush_interval_s
+        self._last_flush = time.monotonic()
         self.requests_path = os.path.join(self.out_dir, REQUESTS_FILE)
         self.tokens_path = os.path.join(self.out_dir, TOKENS_FILE)
         self.csv_path = os.path.join(self.out_dir, REQUESTS_CSV_FILE) if csv else None
@@ -158,6 +162,8 @@ class ParquetSink:
             self._n_rows += len(r)
             if self._n_rows >= self.row_group_rows:
                 self._flush_rows()
+            elif time.monotonic() - self._last_flush >= self.flush_interval_s:
+                self.flush()        # a slow run's rows reach the disk every few seconds
 
     def write_tokens(self, tokens: np.ndarray) -> None:
         """Buffer a drained batch of token stamps; write a row group once enough are buffered."""
@@ -202,6 +208,7 @@ class ParquetSink:
             raise ValueError(f"the Parquet sink for {self.out_dir!r} is closed")
 
     def _flush_rows(self) -> None:
+        self._last_flush = time.monotonic()
         if not self._rows:
             return
         r = np.concatenate([b for b, _ in self._rows])

@@ -149,6 +149,27 @@ def test_row_groups_are_buffered_and_flat(tmp_path):
         10_000, 10_000, 5000]
 
 
+def test_a_slow_run_reaches_the_disk_every_flush_interval(tmp_path, monkeypatch):
+    import lens.output.parquet as P
+
+    clock = [100.0]
+    monkeypatch.setattr(P.time, "monotonic", lambda: clock[0])
+    with ParquetSink(tmp_path, T0, flush_interval_s=10.0) as sink:
+        sink.write_rows(rows(5))
+        clock[0] += 9.9
+        sink.write_rows(rows(5))
+        assert sink.rows_written == 0                # under 10 s: buffered
+        clock[0] += 0.2
+        sink.write_rows(rows(5))
+        assert sink.rows_written == 15               # 10.1 s after the last write: flushed
+        clock[0] += 3
+        sink.write_rows(rows(2))
+        assert sink.rows_written == 15
+    f = pq.ParquetFile(tmp_path / "requests.parquet")
+    assert [f.metadata.row_group(i).num_rows for i in range(f.metadata.num_row_groups)] == [
+        15, 2]
+
+
 def test_interrupted_run_keeps_what_it_measured(tmp_path):
     with pytest.raises(KeyboardInterrupt), ParquetSink(tmp_path, T0) as sink:
         sink.write_rows(rows(7))

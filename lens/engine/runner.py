@@ -59,6 +59,9 @@ class _Feed:
             from lens.output.parquet import ParquetSink
 
             self.meta["t0_unix_ns"] = t0_unix_ns
+            self.meta["started_at"] = dt.datetime.fromtimestamp(
+                t0_unix_ns / 1e9, tz=dt.UTC).isoformat(timespec="milliseconds").replace(
+                    "+00:00", "Z")
             self.sink = ParquetSink(self.out_dir, t0_ns, self.meta, targets=[target],
                                     scenario=p.scenario, parquet="parquet" in self.formats,
                                     csv="csv" in self.formats)

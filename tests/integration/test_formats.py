@@ -38,6 +38,7 @@ def test_parquet_has_the_documented_columns_and_types(run_dir):
     assert run["command"] == "lens-fast run --format parquet,csv,json"
     assert run["versions"]["lens-fast"] and run["versions"]["pyarrow"] == pa.__version__
     assert run["t0_unix_ns"] > 1.7e18 and run["host"]
+    assert run["started_at"].endswith("Z") and run["started_at"][:4] >= "2026"
     assert json.loads(kv[b"lens.targets"])[0]["model"] == "lens-mock"
 
 

@@ -4,14 +4,12 @@
     plan = lens.RunPlan(url="http://localhost:8000/v1", model="M", rps=20, duration_s=30)
     summary = lens.run(plan, output="results/")
 """
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
 from lens._version import __version__
 from lens.errors import ConfigError, EndpointError, LensError, RunError
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from lens.engine.plan import RunPlan, Timeouts
 
 __all__ = [
@@ -26,7 +24,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     # RunPlan and Timeouts load the Cython core and numpy: only when asked for, so that
     # `lens-fast` reaches its signal handlers (lens/engine/interrupts.py) within ~50 ms
     if name in ("RunPlan", "Timeouts"):
@@ -36,7 +34,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'lens' has no attribute {name!r}")
 
 
-def run(plan: RunPlan, output: str | None = None) -> dict:
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"RunPlan", "Timeouts"})
+
+
+def run(plan: "RunPlan", output: str | None = None) -> dict:
     """Run a plan and return its summary (the content of summary.json).
 
     With ``output``, requests.parquet, tokens.parquet and summary.json are written there.

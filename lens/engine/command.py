@@ -219,7 +219,8 @@ CONFIG_OVERRIDES = {"url": "url", "model": "model", "requests": "requests",
                     "initial_backoff_ms": "initial_backoff_ms", "rate_limit": "rate_limit"}
 #: Flags of the run itself, allowed with a config file.
 RUN_FLAGS = {"output", "no_progress", "strict", "config", "format", "prometheus_port",
-             "pushgateway", "influx", "influx_db", "influx_bucket", "influx_org"}
+             "prometheus_addr", "prometheus_linger", "pushgateway", "influx", "influx_db",
+             "influx_bucket", "influx_org"}
 
 
 def config_overrides(o: dict, given: set[str]) -> dict:
@@ -295,9 +296,15 @@ def live_metrics(o: dict, file: dict | None = None):
                               "BUCKET with --influx-org ORG (InfluxDB 2.x)")
         target = InfluxTarget(url=service_url("--influx", influx["url"]), db=influx.get("db"),
                               bucket=influx.get("bucket"), org=influx.get("org"), token=token)
-    return LiveMetrics(prometheus_port=port,
+    linger = o.get("prometheus_linger")
+    if linger is not None and not 0 <= linger <= 3600:
+        raise ConfigError(f"--prometheus-linger must be 0…3600 seconds (got {linger:g})")
+    out = o.get("output")
+    return LiveMetrics(prometheus_port=port, prometheus_addr=o.get("prometheus_addr") or "0.0.0.0",
+                       prometheus_linger_s=linger,
                        pushgateway=push and service_url("--pushgateway", push),
-                       influx=target)
+                       influx=target, run_id=os.path.basename(os.path.normpath(out))
+                       if out else None)
 
 
 def run_config(o: dict, given: set[str]) -> int:
@@ -387,6 +394,11 @@ def run_config(o: dict, given: set[str]) -> int:
               "written). html adds report.html (see `lens-fast report`).")
 @click.option("--prometheus-port", type=int, metavar="PORT", help="Serve live metrics at "
               "http://HOST:PORT/metrics in Prometheus format during the run.")
+@click.option("--prometheus-addr", metavar="ADDR", help="Address of --prometheus-port "
+              "(default 0.0.0.0: reachable from other hosts; 127.0.0.1 keeps it local).")
+@click.option("--prometheus-linger", type=float, metavar="SECONDS", help="At the end, wait at "
+              "most this long for Prometheus to scrape the final values (default: about two "
+              "scrape intervals when Prometheus was scraping; 0: do not wait).")
 @click.option("--pushgateway", metavar="URL", help="Push the final metrics to this Prometheus "
               "Pushgateway at the end of the run.")
 @click.option("--influx", metavar="URL", help="Write per-second points to this InfluxDB "

@@ -394,8 +394,8 @@ def write_exports(exports, runs: list[tuple[RunPlan, Path, dict]], meta: dict,
 
                     if name == "all" and out_dir is not None:
                         write_html_report(out_dir, path)
-                    else:   # one scenario's runs: a report per run folder, or the first
-                        write_html_report(group[0][1] if len(group) == 1 else out_dir, path)
+                    else:       # one scenario: a report of exactly its runs
+                        write_html_report([d for _, d, _ in group], path)
                 else:
                     table = _requests_table([(p, d) for p, d, _ in group])
                     if e.format == "parquet":

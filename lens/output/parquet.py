@@ -2,13 +2,14 @@
 
 Batches are buffered and written as row groups of at least ``row_group_rows`` rows, or
 whatever is buffered every ``flush_interval_s`` (10 s), so memory stays flat however long the
-run, and what was measured is on disk up to the last row group even before ``close()``. The files are only readable once ``close()`` has written their
-footers: the engine closes the sink on every way out (end, Ctrl-C, SIGTERM). Columns are drawn
-in ``docs/outputs.md``. Timestamps are int64 ns relative to the run's epoch t0, null where
-never taken; derived latencies are float64 ms, null where they do not apply. ``cost_usd`` is
-``input_tokens × input + output_tokens × output`` (USD per million tokens, the target's
-``price``) for a request answered with 2xx, 0 for one that was not (never sent, refused,
-failed before a response), and null when the target's model has no price.
+run, and what was measured is on disk up to the last row group even before ``close()``. The
+files are only readable once ``close()`` has written their footers: the engine closes the sink
+on every way out (end, Ctrl-C, SIGTERM). Columns are drawn in ``docs/outputs.md``. Timestamps
+are int64 ns relative to the run's epoch t0, null where never taken; derived latencies are
+float64 ms, null where they do not apply. ``cost_usd`` is ``input_tokens × input +
+output_tokens × output`` (USD per million tokens, the target's ``price``) for a request
+answered with 2xx, 0 for one that was not (never sent, refused, failed before a response), and
+null when the target's model has no price.
 """
 from __future__ import annotations
 

@@ -14,9 +14,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["format_usd", "format_value", "render_table"]
+__all__ = ["COLUMNS", "ROWS", "format_usd", "format_value", "render_table"]
 
-_ROWS = (
+#: The latency table's rows: (label, metric key of the summary's ``metrics``). The HTML
+#: report (``lens.output.report``) draws the same table.
+ROWS = (
     ("TTFT (ms)", "ttft"),
     ("TTFT from sched (ms)", "ttft_sched"),
     ("ITL (ms)", "itl"),
@@ -25,7 +27,8 @@ _ROWS = (
     ("E2E from sched (ms)", "e2e_sched"),
     ("Output tok/s per req", "output_tokens_per_s"),
 )
-_COLUMNS = (("min", "min"), ("mean", "mean"), ("p50", "p50"), ("p90", "p90"),
+#: The latency table's columns: (heading, statistic key of one metric), min … max.
+COLUMNS = (("min", "min"), ("mean", "mean"), ("p50", "p50"), ("p90", "p90"),
             ("p95", "p95"), ("p99", "p99"), ("p99.9", "p999"), ("max", "max"))
 #: Below this console width only these columns are shown (the summary has them all).
 NARROW = 100
@@ -69,14 +72,14 @@ def render_table(result: Mapping[str, Any], console: Console, *, title: str | No
         parts = [str(result[k]) for k in ("provider", "model", "url") if result.get(k)]
         title = " · ".join(parts) or None
     metrics = result.get("metrics", {})
-    columns = _COLUMNS if console.width >= NARROW else _NARROW_COLUMNS
+    columns = COLUMNS if console.width >= NARROW else _NARROW_COLUMNS
     table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
     table.add_column("metric", overflow="fold", min_width=9)
     table.add_column("n", justify="right", overflow="fold")
     for head, _ in columns:
         # fold, never truncate: a narrow terminal wraps digits instead of hiding them
         table.add_column(head, justify="right", overflow="fold")
-    for label, key in _ROWS:
+    for label, key in ROWS:
         st = metrics.get(key) or {}
         table.add_row(label, str(st.get("count") or 0),
                       *(format_value(st.get(k)) for _, k in columns))

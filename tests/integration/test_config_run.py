@@ -97,11 +97,13 @@ def test_features_dataset_synthetic_overrides_exports(mock, tmp_path, monkeypatc
          "request_params": {"temperature": 0.1, "extra": {"top_p": 0.9}}},
     ]
     cfg["output"]["export"] = [{"format": "parquet", "path": "x/{scenario}.parquet"},
-                               {"format": "csv", "path": "x/all.csv"}]
+                               {"format": "csv", "path": "x/all.csv"},
+                               {"format": "html", "path": "x/{scenario}.html"}]
     f = tmp_path / "c.yaml"
     f.write_text(yaml.safe_dump(cfg))
     mock.clear_requests()
-    assert cli("run", str(f), "--output", "out", "--no-progress", "--seed", "5") == 0
+    assert cli("run", str(f), "--output", "out", "--no-progress", "--seed", "5",
+               "--format", "parquet,json,html") == 0
     reqs = measured(mock)                 # without the start-up probe of each run
     assert len(reqs) == 2 * 6 + 2 * 5
     assert all(r["headers"]["x-key"] == "k1" for r in reqs)
@@ -113,6 +115,13 @@ def test_features_dataset_synthetic_overrides_exports(mock, tmp_path, monkeypatc
     t = pq.read_table(tmp_path / "x" / "ds.parquet").to_pandas()
     assert set(t["model"]) == {"m1", "m2"} and set(t["scenario"]) == {"ds"}
     assert len(pcsv.read_csv(tmp_path / "x" / "all.csv").to_pandas()) >= 22
+    # html: one report per scenario of exactly its runs, and the whole run's report.html
+    ds_html = (tmp_path / "x" / "ds.html").read_text()
+    assert "ds--openai--m1" in ds_html and "ds--openai--m2" in ds_html
+    assert "syn--openai" not in ds_html
+    assert "syn--openai--m2" in (tmp_path / "x" / "syn.html").read_text()
+    whole = (tmp_path / "out" / "report.html").read_text()
+    assert "ds · openai · m1" in whole and "syn · openai · m2" in whole
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert [sc["name"] for sc in s["scenarios"]] == ["ds", "syn"]
     assert s["scenarios"][0]["results"][0]["target"]["tokenizer"].startswith("approximation")

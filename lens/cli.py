@@ -34,11 +34,13 @@ def _register() -> None:
     from lens.engine.command import run_command
     from lens.engine.validate_command import validate_command
     from lens.mock.command import mock_command
+    from lens.output.compare_command import compare_command
     from lens.output.report_command import report_command
 
     cli.add_command(run_command, "run")
     cli.add_command(validate_command, "validate")
     cli.add_command(mock_command, "mock")
+    cli.add_command(compare_command, "compare")
     cli.add_command(report_command, "report")
 
 

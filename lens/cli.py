@@ -32,6 +32,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     from lens.engine.command import run_command
+    from lens.engine.sweep_command import sweep_command
     from lens.engine.validate_command import validate_command
     from lens.mock.command import mock_command
     from lens.output.compare_command import compare_command
@@ -42,6 +43,7 @@ def _register() -> None:
     cli.add_command(mock_command, "mock")
     cli.add_command(compare_command, "compare")
     cli.add_command(report_command, "report")
+    cli.add_command(sweep_command, "sweep")
 
 
 #: Commands that run load: Ctrl-C/SIGTERM are recorded from the first moment, so that even an

@@ -268,15 +268,20 @@ class Supervisor:
         self._drain()
         self.outcome.t_end_ns = now_ns()
 
-    def _on_signal(self, signum, frame) -> None:
-        self._signals += 1
-        if self.outcome.interrupted is None:
-            self.outcome.interrupted = signal.Signals(signum).name
+    def stop(self) -> None:
+        """Ask every worker to stop: no new requests; in-flight ones get a short grace, then
+        are recorded as cancelled. Not an interruption (a sweep's drain limit uses it)."""
         for w in self.workers:
             try:
                 w.pipe.send(("stop",))
             except (OSError, ValueError):
                 pass
+
+    def _on_signal(self, signum, frame) -> None:
+        self._signals += 1
+        if self.outcome.interrupted is None:
+            self.outcome.interrupted = signal.Signals(signum).name
+        self.stop()
 
     def _shutdown(self) -> None:
         for w in self.workers:

@@ -43,6 +43,9 @@ cdef class StreamDecoder:
     cdef readonly int finish
     cdef readonly bint done_seen
     cdef readonly bint error_seen
+    cdef readonly int64_t bad_lines   # lines that are not SSE (a field name no writer uses)
+    cdef readonly int64_t bad_events  # events whose data is not a JSON object or array
+    cdef bytes _bad_excerpt
     cdef char _finish_raw[48]
     cdef int _finish_len
     cdef bytes _excerpt
@@ -69,6 +72,7 @@ cdef class StreamDecoder:
     cdef int _token(self, const char* s, const char* end) except -1
     cdef int _keep_span(self, const char* s, const char* end) except -1
     cdef int _error(self, const char* d, Py_ssize_t n) except -1
+    cdef int _bad(self, const char* p, Py_ssize_t n, bint line) except -1
     cdef int feed_c(self, const char* p, Py_ssize_t n) except -100
     cdef void _chunk_start(self) noexcept
     cdef void _finish_str(self, const char* s, Py_ssize_t k) noexcept

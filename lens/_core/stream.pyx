@@ -117,11 +117,44 @@ DEF CS_DATA_END = 3
 DEF CS_TRAILER = 4
 DEF CS_DONE = 5
 DEF EXCERPT_MAX = 2048
+DEF BAD_EXCERPT_MAX = 256
 DEF ERROR_DATA_MAX = 65536
 DEF FLAG_USAGE_FROM_STREAM = 1
 
 
 ### Byte checks (lens/_core/jsonbytes.pxd) ###
+
+cdef inline bint _field_name(const char* p, Py_ssize_t k) noexcept nogil:
+    """Whether ``p[:k]`` can be an SSE field name an SSE writer uses: letters, digits, ``-_.``.
+
+    The SSE grammar takes any name and ignores unknown fields; a name with a brace, a quote, a
+    space or ``<`` is a body that is not SSE (raw JSON, an HTML error page, plain text).
+    """
+    cdef Py_ssize_t i
+    cdef char c
+    for i in range(k):
+        c = p[i]
+        if not (c'a' <= c <= c'z' or c'A' <= c <= c'Z' or c'0' <= c <= c'9'
+                or c == c'-' or c == c'_' or c == c'.'):
+            return False
+    return True
+
+
+cdef inline bint _json_shaped(const char* d, Py_ssize_t n) noexcept nogil:
+    """Whether event data looks like one JSON object or array: ``{...}`` or ``[...]``.
+
+    Two byte compares, not a parse: it catches a cut-off event and data that is not JSON, not
+    JSON broken between its first and last byte.
+    """
+    cdef const char* end = d + n
+    d = _skip_ws(d, end)
+    while end > d and (end[-1] == c' ' or end[-1] == c'\t' or end[-1] == c'\n'
+                       or end[-1] == c'\r'):
+        end -= 1
+    if end - d < 2:
+        return False
+    return (d[0] == c'{' and end[-1] == c'}') or (d[0] == c'[' and end[-1] == c']')
+
 
 cdef int _finish_code(const char* s, Py_ssize_t k) noexcept nogil:
     """Map a raw finish reason to FINISH_STOP / FINISH_LENGTH / FINISH_OTHER."""
@@ -234,6 +267,9 @@ cdef class StreamDecoder:
         self._finish_len = 0
         self.done_seen = False
         self.error_seen = False
+        self.bad_lines = 0
+        self.bad_events = 0
+        self._bad_excerpt = None
         self._excerpt = b""
         self._error_data = None
         self._spans = [] if capture_text else None
@@ -288,6 +324,12 @@ cdef class StreamDecoder:
     def excerpt(self):
         """The collected body start (collect mode) or the first 2 KiB of the first error's data."""
         return self._excerpt
+
+    @property
+    def bad_excerpt(self):
+        """The first 256 bytes of the first line that is not SSE or event data that is not
+        JSON (see ``bad_lines``, ``bad_events``), or None."""
+        return self._bad_excerpt
 
     @property
     def finish_reason(self):
@@ -539,6 +581,9 @@ cdef class StreamDecoder:
             # llama.cpp's server writes mid-stream errors as a non-standard `error:` field,
             # which a strict SSE parser drops: the stream would look like an empty success
             return self._error(v, vlen)
+        elif not _field_name(p, colon):
+            # SSE would ignore the line; counted, because it means the body is not SSE
+            return self._bad(p, n, True)
         # id, retry and unknown fields do not matter for timing
         return 0
 
@@ -633,6 +678,8 @@ cdef class StreamDecoder:
         if n == 6 and memcmp(d, b"[DONE]", 6) == 0:
             self.done_seen = True
             return 0
+        if n and dialect != D_GENERIC and not _json_shaped(d, n):
+            self._bad(d, n, False)            # counted, then classified as it is
         if dialect == D_ANTHROPIC or dialect == D_COHERE or dialect == D_OPENAI_RESPONSES:
             if ev_len == 0:                   # no `event:` line: the JSON "type" names it
                 v = _vof(d, d + n, b'"type"')
@@ -682,6 +729,18 @@ cdef class StreamDecoder:
         self.error_seen = True
         self._error_data = PyBytes_FromStringAndSize(d, n if n < ERROR_DATA_MAX else ERROR_DATA_MAX)
         self._excerpt = PyBytes_FromStringAndSize(d, n if n < EXCERPT_MAX else EXCERPT_MAX)
+        return 0
+
+    cdef int _bad(self, const char* p, Py_ssize_t n, bint line) except -1:
+        """Count a line that is not SSE (``line``) or event data that is not JSON; keep the
+        first one's start for the error sample."""
+        if line:
+            self.bad_lines += 1
+        else:
+            self.bad_events += 1
+        if self._bad_excerpt is None:
+            self._bad_excerpt = PyBytes_FromStringAndSize(
+                p, n if n < BAD_EXCERPT_MAX else BAD_EXCERPT_MAX)
         return 0
 
     cdef void _finish_str(self, const char* s, Py_ssize_t k) noexcept:

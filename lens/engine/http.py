@@ -14,6 +14,9 @@ import httptools
 from lens._core.recorder import RowField
 from lens._core.stream import (
     COMPLETE,
+    ERR_CLASSIFIER,
+    ERR_EVENT_TOO_LARGE,
+    ERR_FRAMING,
     FRAMING_CHUNKED,
     FRAMING_LENGTH,
     FRAMING_UNTIL_CLOSE,
@@ -35,6 +38,28 @@ CLOSED = 3
 DONE_OK = 1
 FAIL_RESET = -10
 FAIL_PROTOCOL = -11
+
+
+def protocol_detail(code: int, dec, max_event_bytes: int) -> str:
+    """Say what broke the protocol, for the error sample of a PROTOCOL row.
+
+    ``code`` is a negative ``feed()`` result or FAIL_PROTOCOL; 0 (a body read whole) means the
+    decoder counted lines that are not SSE or events whose data is not JSON.
+    """
+    if code == ERR_EVENT_TOO_LARGE:
+        return (f"an SSE event (or a line) over the limit of {max_event_bytes} bytes "
+                "(max_event_bytes)")
+    if code == ERR_FRAMING:
+        return "malformed chunked transfer-encoding in the response body"
+    if code == ERR_CLASSIFIER:
+        return f"the generic provider's classifier raised {dec.classifier_error!r}"
+    if code == FAIL_PROTOCOL:
+        return "malformed HTTP response head (status line, headers or content-length)"
+    bad = (dec.bad_excerpt or b"").decode("utf-8", "replace")
+    if dec.bad_lines:
+        return f"{dec.bad_lines} line(s) that are not server-sent events, the first: {bad}"
+    return (f"{dec.bad_events} event(s) whose data is not a JSON object or array, the "
+            f"first: {bad}")
 
 
 class _Head:

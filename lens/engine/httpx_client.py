@@ -16,6 +16,7 @@ import httpx
 from lens._core.recorder import RowField
 from lens._core.stream import FRAMING_DECODED, StreamDecoder
 from lens.engine import errors as E
+from lens.engine.http import protocol_detail
 from lens.engine.policy import retry_after_seconds
 from lens.engine.requests import headers_for, path_for
 from lens.engine.worker import ATTEMPT_FIELDS, F_ATTEMPT, F_T_ATTEMPT, set_classifier
@@ -130,17 +131,23 @@ class HttpxClient:
                     dec.start(rec, slot, FRAMING_DECODED, -1, w.dialect,
                               status < 200 or status >= 300)
                     async for chunk in resp.aiter_raw():
-                        if dec.feed(chunk) < 0:
+                        rc = dec.feed(chunk)
+                        if rc < 0:
                             err = E.PROTOCOL
+                            w._note_error("protocol", protocol_detail(rc, dec,
+                                                                      w.plan.max_event_bytes))
                             break
             dec.commit()
             if err == E.OK:
                 if status < 200 or status >= 300:
                     err = E.HTTP_STATUS
-                    w._note_error(f"http_{status}", dec.excerpt.decode("utf-8", "replace"))
+                    w._note_error(f"http_{status}", dec.excerpt)
                 elif dec.error_seen:
                     err = E.STREAM_ERROR
-                    w._note_error("stream_error", dec.excerpt.decode("utf-8", "replace"))
+                    w._note_error("stream_error", dec.excerpt)
+                elif dec.bad_lines or dec.bad_events:
+                    err = E.PROTOCOL
+                    w._note_error("protocol", protocol_detail(0, dec, w.plan.max_event_bytes))
         except asyncio.CancelledError:
             rec.set(slot, STATUS, status)
             raise
@@ -155,8 +162,12 @@ class HttpxClient:
             err = E.TLS if "SSL" in str(exc) or "certificate" in str(exc) else E.CONNECT
             w._note_error(E.ERROR_NAMES[err], str(exc))
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            err = E.RESET if "closed" in str(exc).lower() or isinstance(
+            # h11 reports a peer that went away as RemoteProtocolError too: "Server
+            # disconnected without sending a response", "peer closed connection without ..."
+            text = str(exc).lower()
+            err = E.RESET if "closed" in text or "disconnected" in text or isinstance(
                 exc, (httpx.ReadError, httpx.WriteError)) else E.PROTOCOL
+            w._note_error(E.ERROR_NAMES[err], str(exc) or type(exc).__name__)
         except httpx.HTTPError as exc:
             err = E.PROTOCOL
             w._note_error("protocol", str(exc))

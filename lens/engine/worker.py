@@ -37,7 +37,7 @@ from lens._core import (
     now_ns,
 )
 from lens.engine import errors as E
-from lens.engine.http import DONE_OK, FAIL_RESET, Conn
+from lens.engine.http import DONE_OK, FAIL_RESET, Conn, protocol_detail
 from lens.engine.plan import RunPlan
 from lens.engine.policy import RetryPolicy, TokenBucket, rate_limit_rps, rate_limit_tpm
 from lens.engine.requests import RequestFactory
@@ -157,6 +157,8 @@ class Worker:
         self.dropped = 0
         self.new_conns_in_run = 0
         self.errors_seen: dict[str, list[str]] = {}
+        #: What error samples must never show (``lens.engine.errors.redact``).
+        self.secrets = (plan.api_key,) if plan.api_key else ()
         self.stopping = False
         self.load_done = False
         self.finished = asyncio.Event()
@@ -300,7 +302,7 @@ class Worker:
         except Exception as exc:   # every connect failure is a row, never a crash
             self.connecting.pop(slot, None)
             kind = classify_connect_error(exc)
-            self._note_error(E.ERROR_NAMES[kind], repr(exc))
+            self._note_error(E.ERROR_NAMES[kind], self._connect_detail(kind, exc))
             if self.retry is not None and self._retry(slot, 0, kind, j, -1.0):
                 return
             self._end(slot, 0, kind)
@@ -334,16 +336,23 @@ class Worker:
         if code == DONE_OK:
             if status < 200 or status >= 300:
                 err = E.HTTP_STATUS
-                self._note_error(f"http_{status}", dec.excerpt.decode("utf-8", "replace"))
+                self._note_error(f"http_{status}", dec.excerpt)
             elif dec.error_seen:
                 err = E.STREAM_ERROR
-                self._note_error("stream_error", dec.excerpt.decode("utf-8", "replace"))
+                self._note_error("stream_error", dec.excerpt)
+            elif dec.bad_lines or dec.bad_events:
+                err = E.PROTOCOL
+                self._note_error("protocol", protocol_detail(0, dec, self.plan.max_event_bytes))
             else:
                 err = E.OK
         elif code == FAIL_RESET:
             err = E.RESET
+            self._note_error("reset", "the connection closed before the response head"
+                             if not status else "the connection closed in the middle of the "
+                             f"body, after {dec.token_events} token event(s)")
         else:
             err = E.PROTOCOL
+            self._note_error("protocol", protocol_detail(code, dec, self.plan.max_event_bytes))
         if conn.keepalive and not conn.lost and not self.stopping:
             self.idle.append(conn)
         else:
@@ -464,10 +473,23 @@ class Worker:
             self._closed_next()
         self._check_done()
 
-    def _note_error(self, key: str, text: str) -> None:
+    def _note_error(self, key: str, text: str | bytes) -> None:
+        """Keep ``text`` (bytes: a body excerpt) as one of the first MAX_ERROR_SAMPLES samples
+        of error ``key``, redacted and capped (``lens.engine.errors.redact``)."""
         samples = self.errors_seen.setdefault(key, [])
         if len(samples) < MAX_ERROR_SAMPLES:
-            samples.append(text[:300])
+            if isinstance(text, bytes):
+                text = text.decode("utf-8", "replace")
+            samples.append(E.redact(text, self.secrets))
+
+    def _connect_detail(self, kind: int, exc: BaseException) -> str:
+        """Say why a connection failed, with the fix where there is one."""
+        if kind == E.TIMEOUT_CONNECT:
+            return f"no connection within the connect timeout ({self.plan.timeouts.connect_s:g} s)"
+        text = str(exc) or type(exc).__name__
+        if kind == E.TLS:
+            text += " (for a self-signed endpoint pass --ca-cert FILE, or --insecure)"
+        return text
 
     # ---------------------------------------------------------------- the run
     def _tick(self) -> None:
@@ -545,6 +567,15 @@ class Worker:
         if status:      # a response began: its decoder holds this request's figures
             conn.dec.commit()
         conn.close()
+        tm = self.plan.timeouts
+        if kind == E.TIMEOUT_FIRST_TOKEN:
+            self._note_error("timeout_first_token", f"no token within {tm.first_token_s:g} s "
+                             + (f"(status {status}: the head came, then no token)" if status
+                                else "(no response head)"))
+        elif kind == E.TIMEOUT_TOTAL:
+            self._note_error("timeout_total", f"still running at the total timeout "
+                             f"({tm.total_s:g} s), after {conn.dec.token_events if status else 0}"
+                             " token event(s)")
         if kind == E.TIMEOUT_FIRST_TOKEN and self.retry is not None and self._retry(
                 slot, status, kind, self.slot_j.pop(slot, 0), -1.0):
             return
@@ -591,12 +622,9 @@ class Worker:
         try:
             first = await self.open_conn() if self.httpx is None else None
         except Exception as exc:
-            kind = E.ERROR_NAMES[classify_connect_error(exc)]
-            hint = ""
-            if kind == "tls":
-                hint = " (for a self-signed endpoint pass --ca-cert FILE, or --insecure)"
-            self.pipe.send(("error", kind,
-                            f"cannot connect to {plan.url}: {exc or type(exc).__name__}{hint}"))
+            code = classify_connect_error(exc)
+            self.pipe.send(("error", E.ERROR_NAMES[code], f"cannot connect to {plan.url}: "
+                            f"{self._connect_detail(code, exc)}"))
             return
         if first is not None:
             self.idle.append(first)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from lens.mock.config import API_NAMES, MockConfig, parse_cpus
+from lens.mock.config import API_NAMES, MockConfig, parse_cpus, parse_faults
 from lens.mock.distributions import DIST_KINDS, DistSpec
 
 __all__ = ["mock_command"]
@@ -65,12 +65,21 @@ _DIST = click.Choice(DIST_KINDS)
               help="Status of an injected failure (429, 5xx, or a 4xx).")
 @click.option("--retry-after", type=float, default=None, metavar="S",
               help="Retry-After seconds sent with an injected 429 or 503.")
+@click.option("--fault", "faults", multiple=True, metavar="KIND=RATE",
+              help="Break this fraction of request ids this way (repeatable; seeded hash of "
+                   "--seed and x-request-id). KIND: status, reset_before_headers, "
+                   "reset_mid_stream, malformed_sse, invalid_json, oversized_event, "
+                   "stream_error, stall_after_headers, slow_first_token, never_end "
+                   "(docs/mock.md).")
+@click.option("--fault-delay-ms", type=float, default=1000.0, show_default=True, metavar="MS",
+              help="How late a slow_first_token fault's first token is.")
 def mock_command(api: str, host: str, port: int, workers: int, model: str, ttft_ms: float,
                  ttft_dist: str, ttft_spread_ms: float, itl_ms: float, itl_dist: str,
                  itl_spread_ms: float, output_tokens: int | None, max_concurrency: int,
                  batch_slowdown: float, seed: int, truth_file: str | None, truth_limit: int,
                  cpu: str | None, capture: int, require_key: str | None, fail_rate: float,
-                 fail_first: int, fail_status: int, retry_after: float | None) -> None:
+                 fail_first: int, fail_status: int, retry_after: float | None,
+                 faults: tuple[str, ...], fault_delay_ms: float) -> None:
     """Serve a streaming LLM endpoint with known latencies, in one API's dialect.
 
     \b
@@ -91,6 +100,11 @@ def mock_command(api: str, host: str, port: int, workers: int, model: str, ttft_
       saturation  C / D req/s with T tokens per request and
                   D = ttft + (T-1)*itl*(1 + S*(C-1)) ms
                   (lens.mock.capacity.saturation_rps)
+
+    \b
+    Faults (docs/mock.md), e.g. --fault reset_mid_stream=0.1 --fault status=0.05:
+    which ids meet which fault follows from --seed (lens.mock.faults.fault_of); each
+    injected fault is kept in the truth record (lens.mock.truth.load_faults).
     """
     from lens.mock.workers import run
 
@@ -103,5 +117,6 @@ def mock_command(api: str, host: str, port: int, workers: int, model: str, ttft_
         truth_limit=truth_limit, cpus=parse_cpus(cpu) if cpu is not None else None,
         api=api, capture=capture, require_key=require_key, fail_rate=fail_rate,
         fail_first=fail_first, fail_status=fail_status, retry_after=retry_after,
+        faults=parse_faults(faults), fault_delay_ms=fault_delay_ms,
     )
     raise SystemExit(run(config))

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from lens.errors import ConfigError
 from lens.mock.distributions import DistSpec
+from lens.mock.faults import FAULT_KINDS
 
-__all__ = ["API_NAMES", "MockConfig", "parse_cpus"]
+__all__ = ["API_NAMES", "MockConfig", "parse_cpus", "parse_faults"]
 
 #: The dialects ``--api`` takes (``lens.mock.apis.APIS`` has one entry for each).
 API_NAMES = ("openai", "anthropic", "gemini", "cohere", "tgi")
@@ -45,6 +47,10 @@ class MockConfig:
     fail_first: int = 0
     fail_status: int = 500
     retry_after: float | None = None
+    #: Rates per fault kind (``--fault KIND=RATE``), as (kind, rate) pairs in flag order.
+    faults: tuple[tuple[str, float], ...] = ()
+    #: How late a ``slow_first_token`` fault's first token is, in ms.
+    fault_delay_ms: float = 1000.0
 
     def validate(self) -> MockConfig:
         """Raise ConfigError naming the first bad setting; return self."""
@@ -87,6 +93,7 @@ class MockConfig:
                               f"(got {self.fail_status})")
         if self.retry_after is not None and not self.retry_after >= 0:
             raise ConfigError(f"--retry-after must be >= 0 seconds (got {self.retry_after})")
+        self._validate_faults()
         if self.cpus is not None:
             allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
             bad = [c for c in self.cpus if allowed is not None and c not in allowed]
@@ -94,6 +101,34 @@ class MockConfig:
                 raise ConfigError(f"--cpu {','.join(map(str, self.cpus))} names CPUs this process "
                                   f"cannot use; allowed: {sorted(allowed or [])}")
         return self
+
+    def _validate_faults(self) -> None:
+        seen: set[str] = set()
+        for kind, rate in self.faults:
+            if kind not in FAULT_KINDS:
+                raise ConfigError(f"--fault {kind}={rate:g}: unknown fault kind {kind!r}; use one "
+                                  f"of {', '.join(FAULT_KINDS)}")
+            if kind in seen:
+                raise ConfigError(f"--fault {kind} is given twice; give each kind once")
+            seen.add(kind)
+            if not 0.0 <= rate <= 1.0:
+                raise ConfigError(f"--fault {kind}={rate:g}: the rate must be in 0..1 (the "
+                                  "fraction of request ids broken this way)")
+        if self.fail_rate > 0 and "status" in seen:
+            raise ConfigError("--fail-rate and --fault status=RATE are the same fault; give one")
+        total = self.fail_rate + sum(rate for _, rate in self.faults)
+        if total > 1.0 + 1e-9:
+            raise ConfigError(f"the --fault rates (and --fail-rate) add up to {total:g}; each "
+                              "request meets at most one fault, so they must add up to <= 1")
+        if not self.fault_delay_ms >= 0:
+            raise ConfigError(f"--fault-delay-ms must be >= 0 (got {self.fault_delay_ms})")
+
+    def fault_rates(self) -> dict[str, float]:
+        """Return the rate of every fault kind that has one (--fail-rate counts as status)."""
+        rates = {kind: rate for kind, rate in self.faults if rate > 0}
+        if self.fail_rate > 0:
+            rates["status"] = self.fail_rate
+        return rates
 
     def cpu_of(self, worker: int) -> int | None:
         """Return the CPU worker ``worker`` is pinned to, or None."""
@@ -112,3 +147,20 @@ def parse_cpus(text: str) -> tuple[int, ...]:
     if not cpus:
         raise ConfigError(f"--cpu must name at least one CPU (got {text!r})")
     return tuple(cpus)
+
+
+def parse_faults(values: Iterable[str]) -> tuple[tuple[str, float], ...]:
+    """Parse ``--fault KIND=RATE`` values (e.g. ``reset_mid_stream=0.1``); raise ConfigError
+    when one is malformed. Kinds and rates are checked by ``MockConfig.validate``."""
+    out: list[tuple[str, float]] = []
+    for text in values:
+        kind, eq, rate = text.partition("=")
+        try:
+            value = float(rate) if eq else None
+        except ValueError:
+            value = None
+        if value is None or not kind.strip():
+            raise ConfigError(f"--fault must be KIND=RATE, e.g. --fault reset_mid_stream=0.1 "
+                              f"(got {text!r}); kinds: {', '.join(FAULT_KINDS)}")
+        out.append((kind.strip(), value))
+    return tuple(out)

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import IO, Any, Self
 
 import orjson
@@ -26,7 +26,7 @@ import lens
 from lens.errors import ConfigError, RunError
 from lens.mock.config import MockConfig, parse_cpus
 from lens.mock.distributions import DistSpec
-from lens.mock.truth import load_truth, truth_paths
+from lens.mock.truth import load_faults, load_truth, truth_paths
 
 __all__ = ["MockProcess", "load_truth"]
 
@@ -46,7 +46,9 @@ class MockProcess:
     or a CPU-list string) pins the workers. Unless ``truth_file`` is given, the truth record
     goes to a temporary directory that ``stop()`` reads into memory and removes. Bad settings
     raise ConfigError before anything starts. ``require_key`` reaches the child through its
-    environment, never its command line.
+    environment, never its command line. ``faults`` gives rates per fault kind, as the
+    ``--fault KIND=RATE`` flags do (``faults={"reset_mid_stream": 0.2}``); ``faults()`` returns
+    what was injected, after ``stop()``.
     """
 
     def __init__(self, *, api: str = "openai", host: str = "127.0.0.1", port: int = 0,
@@ -59,7 +61,8 @@ class MockProcess:
                  cpu: int | str | Iterable[int] | None = None, capture: int = 1000,
                  require_key: str | None = None, fail_rate: float = 0.0, fail_first: int = 0,
                  fail_status: int = 500, retry_after: float | None = None,
-                 start_timeout_s: float = 30.0) -> None:
+                 faults: Mapping[str, float] | Iterable[tuple[str, float]] | None = None,
+                 fault_delay_ms: float = 1000.0, start_timeout_s: float = 30.0) -> None:
         if isinstance(cpu, int):
             cpus: tuple[int, ...] | None = (cpu,)
         elif isinstance(cpu, str):
@@ -75,6 +78,9 @@ class MockProcess:
             truth_limit=truth_limit, cpus=cpus, api=api, capture=capture,
             require_key=require_key, fail_rate=fail_rate, fail_first=fail_first,
             fail_status=fail_status, retry_after=retry_after,
+            faults=tuple((str(k), float(r)) for k, r in (
+                faults.items() if isinstance(faults, Mapping) else faults or ())),
+            fault_delay_ms=fault_delay_ms,
         ).validate()
         self.start_timeout_s = start_timeout_s
         #: ``http://HOST:PORT`` once started.
@@ -115,6 +121,10 @@ class MockProcess:
                      "--fail-status", str(c.fail_status)]
         if c.retry_after is not None:
             args += ["--retry-after", repr(c.retry_after)]
+        for kind, rate in c.faults:
+            args += ["--fault", f"{kind}={rate!r}"]
+        if c.faults:
+            args += ["--fault-delay-ms", repr(c.fault_delay_ms)]
         if self._truth_path:
             args += ["--truth-file", self._truth_path]
         if c.cpus:
@@ -241,6 +251,15 @@ class MockProcess:
         if self._truth is None:
             self._truth = load_truth(self._truth_blobs)
         return self._truth
+
+    def faults(self) -> list[dict[str, Any]]:
+        """Return the faults the mock injected (see ``lens.mock.truth.load_faults``), oldest
+        first; call after ``stop()``. Each: ``request_id``, ``kind``, ``t_ns``, ``worker``.
+
+        Raise RuntimeError while the mock runs, and RunError when it wrote no truth file.
+        """
+        self.truth()  # the same checks
+        return load_faults(self._truth_blobs or [])
 
     def requests(self) -> list[dict[str, Any]]:
         """Return the requests the mock kept (``--capture``), oldest first, from every worker.

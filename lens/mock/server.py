@@ -28,6 +28,7 @@ import heapq
 import os
 import signal
 import socket
+import struct
 import time
 from array import array
 from collections import deque
@@ -42,7 +43,7 @@ from lens.mock.apis import APIS, BadRequest, Endpoint
 from lens.mock.capacity import itl_factor
 from lens.mock.config import MockConfig
 from lens.mock.distributions import Sampler
-from lens.mock.faults import FaultPlan
+from lens.mock.faults import OVERSIZED_EVENT_BYTES, FaultPlan
 from lens.mock.truth import TruthRecorder
 from lens.mock.wakeup import make_wakeup
 
@@ -60,6 +61,17 @@ _MIN_WAKE_GAP_NS = 500_000
 _NEVER = 1 << 62
 _BACKLOG = 4096
 _MAX_BODY = 64 << 20
+#: SO_LINGER on, 0 s: close() sends RST instead of FIN (the reset_* faults).
+_LINGER_RST = struct.pack("ii", 1, 0)
+#: What the mid-stream faults write between two tokens, each as one HTTP chunk.
+_BAD_BYTES = {
+    "malformed_sse": wire.frame(b"!!! lens mock: this line is not server-sent events\n\n"),
+    "invalid_json": wire.frame(b'data: {"lens_mock_fault":"invalid_json","cut":[1,2\n\n'),
+    # an event named `error` is a stream error in every SSE dialect; then the body ends
+    "stream_error": wire.frame(
+        b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
+        b'"message":"injected fault (stream_error)"}}\n\n') + b"0\r\n\r\n",
+}
 
 
 def bind_socket(host: str, port: int, listen: bool = True, reuse_port: bool = False,
@@ -114,12 +126,15 @@ class _Stream:
         "closed",
         "conn",
         "deadline",
+        "delay_ns",
         "end",
+        "fault",
         "frames",
         "i",
         "keep_alive",
         "last",
         "mask",
+        "real_last",
         "row",
         "stream",
         "tok_base",
@@ -142,6 +157,9 @@ class _Stream:
         self.keep_alive = keep_alive
         self.admitted = False
         self.closed = False
+        self.fault: str | None = None  # a mid-stream fault due at token `last` (lens.mock.faults)
+        self.real_last = self.last
+        self.delay_ns = 0  # added to the TTFT (slow_first_token)
 
 
 class _Connection(asyncio.Protocol):
@@ -284,9 +302,11 @@ class MockServer:
         self.keep_headers = bool(config.capture or self._key or self.api.needs_headers)
         self._heads: dict[bytes, tuple[bytes, bytes]] = {}
         #: Fault injection (None: never fails), see lens.mock.faults.
-        self.faults = (FaultPlan(config.fail_rate, config.fail_first, config.fail_status,
-                                 config.retry_after, config.seed)
-                       if config.fail_rate > 0 or config.fail_first > 0 else None)
+        rates = config.fault_rates()
+        self.faults = (FaultPlan(0.0, config.fail_first, config.fail_status,
+                                 config.retry_after, config.seed, rates)
+                       if rates or config.fail_first > 0 else None)
+        self._fault_delay_ns = int(config.fault_delay_ms * 1e6)
         self._models_body = orjson.dumps({"object": "list", "data": [{
             "id": config.model, "object": "model", "created": int(time.time()),
             "owned_by": "lens-fast"}]})
@@ -337,9 +357,16 @@ class MockServer:
         if ep.parse is None:
             conn.transport.write(self.json(200, self._models_body, req.keep_alive))
             return None
-        if self.faults is not None and self.faults.should_fail(req.request_id):
-            return self._fault(conn, req)
-        return self._completion(conn, req, ep, arg, query)
+        fault = None
+        if self.faults is not None:
+            fault = self.faults.pick(req.request_id)
+            if fault == "status":
+                self.truth.fault(req.request_id, fault, req.t_received_ns)  # type: ignore[arg-type]
+                return self._fault(conn, req, query)
+            if fault == "reset_before_headers":
+                self.truth.fault(req.request_id, fault, req.t_received_ns)  # type: ignore[arg-type]
+                return self._reset(conn)
+        return self._completion(conn, req, ep, arg, query, fault)
 
     def _own_route(self, conn: _Connection, req: _Request, path: bytes) -> None:
         method = req.method
@@ -362,15 +389,30 @@ class MockServer:
         else:
             conn.transport.write(self.json(200, b"{}", req.keep_alive))
 
-    def _fault(self, conn: _Connection, req: _Request) -> None:
+    def _fault(self, conn: _Connection, req: _Request, query: bytes) -> None:
         f = self.faults
-        resp = self.json(f.status, self.api.error(f.status, "injected fault (--fail-status "
-                                                  f"{f.status})"), req.keep_alive)
+        message = f"injected fault (--fail-status {f.status})"
+        key = self.api.key(req.headers, query) if req.headers is not None else None
+        if key:  # echoed as some servers do (OpenAI's 401 names the key): lens must not keep it
+            message += f"; the request's API key: {key.decode('latin-1')}"
+        resp = self.json(f.status, self.api.error(f.status, message), req.keep_alive)
         extra = f.extra_header()
         if extra:
             i = resp.index(b"\r\n") + 2
             resp = resp[:i] + extra + resp[i:]
         conn.transport.write(resp)
+
+    def _reset(self, conn: _Connection) -> None:
+        """Reset the connection: RST, not FIN; what was not yet sent is dropped."""
+        sock = conn.transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+            except OSError:  # pragma: no cover - already closed by the peer
+                pass
+        conn.closed = True
+        conn.pending.clear()
+        conn.transport.abort()
 
     def _reply(self, conn: _Connection, req: _Request, status: int, message: str,
                param: str | None = None) -> None:
@@ -378,7 +420,7 @@ class MockServer:
                                        req.keep_alive))
 
     def _completion(self, conn: _Connection, req: _Request, ep: Endpoint, arg: str | None,
-                    query: bytes) -> None:
+                    query: bytes, fault: str | None = None) -> None:
         try:
             body = orjson.loads(req.body)
         except orjson.JSONDecodeError as e:
@@ -416,20 +458,77 @@ class MockServer:
         if stream:
             first, frames, mask, end = dialect.stream_parts(plan)
             st = _Stream(conn, True, frames, mask, end, n_tokens, row, tok_base, req.keep_alive)
+            if fault is not None:
+                truth.fault(request_id, fault, req.t_received_ns)
+                self._plan_fault(st, fault)
             head = self.stream_head(dialect.content_type, req.keep_alive) + first
             t = _clock(_MONO)
             conn.transport.write(head)
             if row >= 0:
                 truth.t_headers_ns[row] = t
-        else:
+        else:  # the stream faults need a stream: a non-streamed request is served as it is
             st = _Stream(conn, False, [], 0, self.json(200, dialect.body_of(plan), req.keep_alive),
                          n_tokens, row, -1, req.keep_alive)
         conn.active = st
+        if st.fault == "stall_after_headers":
+            return None  # never admitted: nothing more is written until the client leaves
         if self._limit == 0 or self.active < self._limit:
             self._admit(st, _clock(_MONO))
         else:
             self.queue.append(st)
         return None
+
+    # faults
+
+    def _plan_fault(self, st: _Stream, fault: str) -> None:
+        """Set up a streamed request for its fault (kinds in ``lens.mock.faults``)."""
+        if fault == "stall_after_headers":
+            st.fault = fault
+        elif fault == "slow_first_token":
+            st.delay_ns = self._fault_delay_ns
+        elif fault == "never_end":
+            # tokens cycle forever; their times are not recorded (no slots were reserved).
+            # A request's frames cover its own tokens only (fewer than a cycle of the words
+            # when it asked for fewer; one frame per token in TGI's and Gemini's array, whose
+            # first opens the array): cycle the largest power of 2 of them.
+            frames = st.frames if st.mask != -1 else (st.frames[1:] or st.frames)
+            if st.mask == -1 or len(frames) <= st.mask:
+                k = 1 << (len(frames).bit_length() - 1)
+                st.frames, st.mask = frames[:k], k - 1
+            st.tok_base = -1
+            st.last = st.real_last = _NEVER
+        else:  # due at the token in the middle: `_write_slot` hands it to `_mid_stream_fault`
+            st.fault = fault
+            st.last = (st.last + 1) // 2
+
+    def _mid_stream_fault(self, st: _Stream, i: int) -> None:
+        """Break stream ``st`` before its token ``i`` (its tokens 0 .. i-1 are written)."""
+        fault = st.fault
+        st.fault = None
+        st.last = st.real_last
+        if fault == "reset_mid_stream":
+            st.closed = True
+            if st.row >= 0 and st.tok_base >= 0:
+                self.truth.token_count[st.row] = i
+            conn = st.conn
+            conn.active = None
+            self._release(_clock(_MONO))
+            self._reset(conn)
+            return
+        if fault == "stream_error":
+            st.write(_BAD_BYTES[fault])
+            st.last = i - 1  # the tokens written: 0 .. i-1
+            self._finish(st, _clock(_MONO))
+            return
+        if fault == "oversized_event":
+            bad = _BAD_BYTES.get(fault)
+            if bad is None:
+                bad = _BAD_BYTES[fault] = wire.frame(
+                    b'data: {"lens_mock_fault":"oversized_event","pad":"'
+                    + b"x" * OVERSIZED_EVENT_BYTES + b'"}\n\n')
+        else:
+            bad = _BAD_BYTES[fault]  # type: ignore[index]
+        st.write(bad)
 
     # capacity and pacing
 
@@ -438,7 +537,7 @@ class MockServer:
         st.admitted = True
         if st.row >= 0:
             self.truth.t_admitted_ns[st.row] = now
-        st.deadline = now + self._ttft.next_ns()
+        st.deadline = now + self._ttft.next_ns() + st.delay_ns
         self._at(st, st.deadline)
 
     def _release(self, now: int) -> None:
@@ -506,11 +605,16 @@ class MockServer:
             i = st.i
             now = clock(mono)
             if i == st.last:
-                st.write(st.frames[i & st.mask] + st.end if st.stream else st.end)
-                if st.tok_base >= 0:
-                    tokens[st.tok_base + i] = now
-                self._finish(st, now)
-                continue
+                if st.fault is not None:  # once per faulty stream, never per token
+                    self._mid_stream_fault(st, i)
+                    if st.closed:
+                        continue
+                if i == st.last:
+                    st.write(st.frames[i & st.mask] + st.end if st.stream else st.end)
+                    if st.tok_base >= 0:
+                        tokens[st.tok_base + i] = now
+                    self._finish(st, now)
+                    continue
             if st.stream:
                 st.write(st.frames[i & st.mask])
                 if st.tok_base >= 0:
@@ -529,6 +633,9 @@ class MockServer:
 
     def _write_all(self, st: _Stream, now: int) -> None:
         """Write every token and the end in one write (fixed ITL of 0)."""
+        if st.fault is not None or st.last == _NEVER:
+            self._write_all_faulty(st, now)
+            return
         n = st.last + 1
         if st.stream:
             k = len(st.frames)
@@ -537,6 +644,29 @@ class MockServer:
                 self.truth.tokens[st.tok_base:st.tok_base + n] = array("q", [now]) * n
         else:
             st.write(st.end)
+        st.i = st.last
+        self._finish(st, now)
+
+    def _write_all_faulty(self, st: _Stream, now: int) -> None:
+        """``_write_all`` for a stream with a fault: the tokens before it in one write, the
+        fault, then the rest in one write. A never-ending stream writes one cycle of tokens,
+        then nothing: it holds its slot until the client leaves."""
+        if st.last == _NEVER:
+            st.write(b"".join(st.frames))
+            return
+        k = st.last
+        frames, mask = st.frames, st.mask
+        if k:
+            st.write(b"".join([frames[i & mask] for i in range(k)]))
+            if st.tok_base >= 0:
+                self.truth.tokens[st.tok_base:st.tok_base + k] = array("q", [now]) * k
+        self._mid_stream_fault(st, k)
+        if st.closed:
+            return
+        n = st.last + 1
+        st.write(b"".join([frames[i & mask] for i in range(k, n)]) + st.end)
+        if st.tok_base >= 0:
+            self.truth.tokens[st.tok_base:st.tok_base + n] = array("q", [now]) * n
         st.i = st.last
         self._finish(st, now)
 
@@ -563,7 +693,7 @@ class MockServer:
         if st.closed:
             return
         st.closed = True
-        if st.row >= 0 and st.stream:
+        if st.tok_base >= 0:  # a recorded stream (never_end records no token times)
             self.truth.token_count[st.row] = st.i
         if st.admitted:
             self._release(_clock(_MONO))

@@ -20,6 +20,10 @@ A worker writes its record as an uncompressed ``.npz`` (``numpy.load``-able, no 
     token_count    int64 [n]  tokens written (non-streamed requests write none)
     token_write_ns int64 [m]  the time just before each token's write() call
     worker, pid, dropped  int64 scalars
+    fault_request_id <U.. [f] each injected fault (``lens.mock.faults``) in order: the
+    fault_kind     <U..  [f]  request's id, the fault kind, and when it was decided
+    fault_t_ns     int64 [f]  (the request was read); up to ``--truth-limit`` faults
+    faults_dropped int64 scalar  faults past that limit (counted, not recorded)
 
 Every stamp is taken just before the write it describes, so it precedes the client's
 receive time of the same bytes.
@@ -35,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TruthRecorder", "load_truth", "truth_paths"]
+__all__ = ["TruthRecorder", "load_faults", "load_truth", "truth_paths"]
 
 _ROW_FIELDS = ("t_received_ns", "t_admitted_ns", "t_headers_ns", "t_done_ns",
                "token_offset", "token_count")
@@ -58,6 +62,10 @@ class TruthRecorder:
         self.token_offset = array("q")
         self.token_count = array("q")
         self.tokens = array("q")
+        self.fault_request_id: list[str] = []
+        self.fault_kind: list[str] = []
+        self.fault_t_ns = array("q")
+        self.faults_dropped = 0
 
     def begin(self, request_id: str, t_received_ns: int, stream: bool, n_tokens: int) -> int:
         """Open a row and reserve ``n_tokens`` token slots; return the row, or -1 when full."""
@@ -77,6 +85,15 @@ class TruthRecorder:
             self.tokens.frombytes(bytes(8 * n_tokens))
         return row
 
+    def fault(self, request_id: str, kind: str, t_ns: int) -> None:
+        """Record that request ``request_id`` was given fault ``kind`` at ``t_ns``."""
+        if len(self.fault_kind) >= self.limit:
+            self.faults_dropped += 1
+            return
+        self.fault_request_id.append(request_id)
+        self.fault_kind.append(kind)
+        self.fault_t_ns.append(t_ns)
+
     def to_npz(self) -> bytes:
         """Return the record as ``.npz`` bytes (format in the module docstring)."""
         buf = io.BytesIO()
@@ -86,6 +103,10 @@ class TruthRecorder:
             stream=_copy(self.stream, np.int8).astype(bool),
             token_write_ns=_copy(self.tokens, np.int64),
             worker=np.int64(self.worker), pid=np.int64(self.pid), dropped=np.int64(self.dropped),
+            fault_request_id=np.array(self.fault_request_id, dtype=str),
+            fault_kind=np.array(self.fault_kind, dtype=str),
+            fault_t_ns=_copy(self.fault_t_ns, np.int64),
+            faults_dropped=np.int64(self.faults_dropped),
             **{f: _copy(getattr(self, f), np.int64) for f in _ROW_FIELDS},
         )
         return buf.getvalue()
@@ -125,18 +146,42 @@ def load_truth(source: str | os.PathLike[str] | bytes | Iterable[str | os.PathLi
     (int) and ``token_write_ns`` (int64 numpy array). A request id seen twice keeps its last
     record. Raise FileNotFoundError when no file matches.
     """
+    out: dict[str, dict[str, Any]] = {}
+    for z in _records(source):
+        _merge(out, z)
+    return out
+
+
+def load_faults(source: str | os.PathLike[str] | bytes
+                | Iterable[str | os.PathLike[str] | bytes]) -> list[dict[str, Any]]:
+    """Load the faults mock workers injected (``lens.mock.faults``), oldest first.
+
+    ``source`` is what ``load_truth`` takes. Each entry is a dict with ``request_id`` (str),
+    ``kind`` (a ``FAULT_KINDS`` name), ``t_ns`` (when the request was read) and ``worker``.
+    A request retried into the same fault appears once per attempt. A record written before
+    faults were recorded has none.
+    """
+    out: list[dict[str, Any]] = []
+    for z in _records(source):
+        if "fault_kind" not in z:
+            continue
+        worker = int(z["worker"])
+        out.extend({"request_id": rid, "kind": kind, "t_ns": t, "worker": worker}
+                   for rid, kind, t in zip(z["fault_request_id"].tolist(),
+                                           z["fault_kind"].tolist(), z["fault_t_ns"].tolist(),
+                                           strict=True))
+    return sorted(out, key=lambda f: f["t_ns"])
+
+
+def _records(source: str | os.PathLike[str] | bytes
+             | Iterable[str | os.PathLike[str] | bytes]) -> Iterable[dict[str, np.ndarray]]:
     if isinstance(source, bytes | str | os.PathLike):
         source = [source]
-    out: dict[str, dict[str, Any]] = {}
     for item in source:
-        if isinstance(item, bytes):
-            blobs = [io.BytesIO(item)]
-        else:
-            blobs = truth_paths(item)
+        blobs = [io.BytesIO(item)] if isinstance(item, bytes) else truth_paths(item)
         for blob in blobs:
             with np.load(blob, allow_pickle=False) as z:
-                _merge(out, {k: z[k] for k in z.files})
-    return out
+                yield {k: z[k] for k in z.files}
 
 
 def _merge(out: dict[str, dict[str, Any]], z: dict[str, np.ndarray]) -> None:

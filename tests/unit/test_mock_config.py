@@ -7,8 +7,10 @@ from click.testing import CliRunner
 from lens.errors import ConfigError
 from lens.mock import DistSpec, MockConfig, MockProcess
 from lens.mock import __all__ as mock_all
+from lens.mock.__main__ import main as mock_main
 from lens.mock.command import mock_command
-from lens.mock.config import parse_cpus
+from lens.mock.config import parse_cpus, parse_faults
+from lens.mock.faults import FAULT_KINDS, FaultPlan, fails, fault_of
 from lens.mock.workers import listening_line
 
 
@@ -115,3 +117,84 @@ def test_listening_line():
     assert listening_line("127.0.0.1", 8000, 2) == \
         "lens-fast mock listening on http://127.0.0.1:8000 (2 workers)"
     assert listening_line("::1", 80, 1) == "lens-fast mock listening on http://[::1]:80 (1 worker)"
+
+
+# faults (--fault KIND=RATE)
+
+def test_parse_faults():
+    assert parse_faults(["reset_mid_stream=0.1", " status = 0.05"]) == (
+        ("reset_mid_stream", 0.1), ("status", 0.05))
+    assert parse_faults([]) == ()
+    for bad in ("reset_mid_stream", "reset_mid_stream=", "=0.1", "never_end=often"):
+        with pytest.raises(ConfigError, match="--fault must be KIND=RATE, e.g. --fault "
+                                              "reset_mid_stream=0.1") as e:
+            parse_faults([bad])
+        assert repr(bad) in str(e.value) and "kinds: status, reset_before_headers" in str(e.value)
+
+
+@pytest.mark.parametrize(("kw", "words"), [
+    ({"faults": (("resets", 0.1),)}, "--fault resets=0.1: unknown fault kind 'resets'; use one "
+                                      "of status, reset_before_headers, reset_mid_stream"),
+    ({"faults": (("never_end", 1.5),)}, r"--fault never_end=1.5: the rate must be in 0\.\.1"),
+    ({"faults": (("never_end", -0.1),)}, "the rate must be in 0..1"),
+    ({"faults": (("never_end", float("nan")),)}, "the rate must be in 0..1"),
+    ({"faults": (("status", 0.1), ("status", 0.2))}, "--fault status is given twice"),
+    ({"faults": (("status", 0.6), ("never_end", 0.6))}, "add up to 1.2; each request meets at "
+                                                         "most one fault"),
+    ({"faults": (("status", 0.1),), "fail_rate": 0.1}, "--fail-rate and --fault status=RATE "
+                                                       "are the same fault; give one"),
+    ({"fault_delay_ms": -1.0}, "--fault-delay-ms must be >= 0"),
+])
+def test_bad_fault_settings(kw, words):
+    with pytest.raises(ConfigError, match=words):
+        MockConfig(**kw).validate()
+
+
+def test_a_bad_fault_flag_is_one_line_and_exit_1(capsys):
+    with pytest.raises(SystemExit) as e:
+        mock_main(["--port", "0", "--fault", "reset=0.5"])
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ConfigError: --fault reset=0.5: unknown fault")
+
+
+def test_fault_rates_fold_fail_rate_into_status():
+    assert MockConfig(fail_rate=0.2, faults=(("never_end", 0.1),)).fault_rates() == {
+        "never_end": 0.1, "status": 0.2}
+    assert MockConfig(faults=(("never_end", 0.0),)).fault_rates() == {}
+
+
+def test_mock_process_passes_faults_as_flags():
+    m = MockProcess(faults={"invalid_json": 0.25, "never_end": 0.5}, fault_delay_ms=20.0)
+    args = m.args()
+    assert args[args.index("--fault") + 1] == "invalid_json=0.25"
+    parsed = mock_command.make_context("mock", list(args)).params
+    assert parsed["faults"] == ("invalid_json=0.25", "never_end=0.5")
+    assert parsed["fault_delay_ms"] == 20.0
+    assert MockProcess(faults=[("status", 0.1)]).config.faults == (("status", 0.1),)
+    with pytest.raises(ConfigError, match="unknown fault kind"):
+        MockProcess(faults={"stall": 0.1})
+    with pytest.raises(RuntimeError, match="call stop"):
+        m.faults()
+
+
+def test_fault_of_gives_each_kind_its_slice_and_agrees_with_the_plan():
+    rates = {"status": 0.1, "reset_mid_stream": 0.2, "never_end": 0.3}
+    ids = [str(i) for i in range(5000)]
+    kinds = [fault_of(7, r, rates) for r in ids]
+    share = {k: kinds.count(k) / len(ids) for k in (*rates, None)}
+    assert abs(share["status"] - 0.1) < 0.02 and abs(share["reset_mid_stream"] - 0.2) < 0.02
+    assert abs(share["never_end"] - 0.3) < 0.02 and abs(share[None] - 0.4) < 0.02
+    # status takes the first slice, so --fail-rate's predictor still names its ids
+    assert [k == "status" for k in kinds] == [fails(7, r, 0.1) for r in ids]
+    plan = FaultPlan(0.0, 0, 500, None, 7, rates)
+    assert [plan.pick(r) for r in ids] == kinds
+    assert kinds != [fault_of(8, r, rates) for r in ids]
+    assert fault_of(7, "-3", {"status": 1.0}) is None and plan.pick(None) is None
+    assert set(FAULT_KINDS) >= set(rates)
+
+
+def test_fail_first_comes_before_the_rates():
+    plan = FaultPlan(0.0, 1, 503, None, 0, {"never_end": 1.0})
+    assert [plan.pick("5") for _ in range(3)] == ["status", "never_end", "never_end"]
+    assert plan.should_fail("6") and not plan.should_fail("6")

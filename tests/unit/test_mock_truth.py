@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lens.mock.truth import TruthRecorder, load_truth, truth_paths
+from lens.mock.truth import TruthRecorder, load_faults, load_truth, truth_paths
 
 
 def recorder(worker=0, limit=10):
@@ -63,3 +63,27 @@ def test_recording_keeps_working_after_a_dump():
 def test_missing_file_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing"):
         load_truth(tmp_path / "nothing")
+
+
+def test_faults_round_trip_in_order_and_within_the_limit(tmp_path):
+    rec = TruthRecorder(2, 3, pid=1)
+    rec.fault("9", "never_end", 300)
+    rec.fault("4", "status", 100)
+    rec.fault("5", "status", 200)            # past the limit: counted only
+    rec.dump(f"{tmp_path / 't'}.3")
+    assert load_faults(tmp_path / "t") == [
+        {"request_id": "4", "kind": "status", "t_ns": 100, "worker": 3},
+        {"request_id": "9", "kind": "never_end", "t_ns": 300, "worker": 3}]
+    with np.load(f"{tmp_path / 't'}.3") as z:
+        assert int(z["faults_dropped"]) == 1
+    assert load_truth(tmp_path / "t") == {}  # faults are not requests of the record
+
+
+def test_a_record_without_faults_has_none():
+    blob = recorder().to_npz()
+    assert load_faults(blob) == []
+    with np.load(__import__("io").BytesIO(blob)) as z:
+        old = {k: z[k] for k in z.files if not k.startswith("fault")}
+    buf = __import__("io").BytesIO()
+    np.savez(buf, **old)                       # as written before faults were recorded
+    assert load_faults(buf.getvalue()) == [] and set(load_truth(buf.getvalue())) == {"7", "w0-2"}

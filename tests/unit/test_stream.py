@@ -366,3 +366,42 @@ def test_partial_line_over_the_size_limit_is_an_error():
     assert h.dec.feed(b"data: " + b"x" * 60) == S.NEED_MORE
     assert h.dec.feed(b"x" * 60) == S.ERR_EVENT_TOO_LARGE
     h.finish()
+
+
+def test_lines_that_are_not_sse_are_counted_and_kept():
+    ev = b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n'
+    h = Harness()
+    h.dec.feed(ev + b"id: 4\nretry: 10\nx-custom.field_1: y\n\n" + ev)
+    assert h.dec.bad_lines == 0 and h.dec.bad_excerpt is None
+    h.dec.feed(b'{"choices":[{"delta":{"content":"b"}}]}\n\n<html>502</html>\n\n'
+               b"not server-sent events\n\n" + ev)
+    assert h.dec.bad_lines == 3 and h.dec.bad_events == 0
+    assert h.dec.bad_excerpt == b'{"choices":[{"delta":{"content":"b"}}]}'
+    assert h.dec.token_events == 3            # the SSE around them still counts
+    h.finish()
+
+
+@pytest.mark.parametrize(("data", "bad"), [
+    (b'{"choices":[]}', False), (b'  [1, 2] \t', False), (b"[DONE]", False),
+    (b'{"choices":[{"delta":{"content":"cut', True), (b"hello", True), (b"42", True),
+    (b'"text"', True), (b"{", True), (b'[{"a":1}', True),
+])
+def test_event_data_that_is_not_a_json_object_or_array_is_counted(data, bad):
+    h = Harness()
+    h.dec.feed(b"data: " + data + b"\n\n")
+    assert h.dec.bad_events == int(bad) and h.dec.bad_lines == 0
+    assert h.dec.bad_excerpt == (data if bad else None)
+    h.finish()
+
+
+def test_bad_counters_reset_per_response_and_skip_the_generic_dialect():
+    h = Harness()
+    h.dec.feed(b"data: nope\n\n")
+    assert h.dec.bad_events == 1
+    h.dec.start(h.rec, h.slot, S.FRAMING_DECODED, -1, S.DIALECT_OPENAI_CHAT)
+    assert (h.dec.bad_lines, h.dec.bad_events, h.dec.bad_excerpt) == (0, 0, None)
+    h.dec.set_classifier(lambda data: (1, -1, None, None))
+    h.dec.start(h.rec, h.slot, S.FRAMING_DECODED, -1, S.DIALECT_GENERIC)
+    h.dec.feed(b"data: plain text is this API's business\n\n")
+    assert h.dec.bad_events == 0 and h.dec.token_events == 1
+    h.finish()

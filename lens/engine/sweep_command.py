@@ -45,7 +45,7 @@ SHARED_OPTIONS = (
     "anthropic_version", "body_template", "token_pointer", "ignore_eos", "price", "pricing",
     "arrival", "burstiness", "max_inflight", "max_attempts", "initial_backoff_ms", "max_tokens",
     "prompt", "input_tokens", "tokenizer", "seed", "timeout", "warmup", "no_progress", "client",
-    "http2", "insecure", "ca_cert", "no_usage", "mock_ttft_ms", "mock_itl_ms")
+    "http2", "insecure", "ca_cert", "no_usage", "mock_ttft_ms", "mock_itl_ms", "format")
 #: Per-request columns read from a step's requests.parquet.
 _COLUMNS = ("warmup", "ok", "t_sched_ns", *algo.PER_REQUEST_COLUMNS.values())
 _STATS = ("count", "mean", "p50", "p90", "p95", "p99", "max")
@@ -110,7 +110,8 @@ class Sweep:
 
     def __init__(self, plan: RunPlan, settings: SweepSettings, out_dir: Path, *, console,
                  err, progress: bool = False, argv: list[str] | None = None,
-                 meta: dict | None = None, embedded: bool = False):
+                 meta: dict | None = None, embedded: bool = False,
+                 formats: tuple[str, ...] = ("parquet", "json")):
         self.plan = plan
         self.s = settings
         self.out = out_dir
@@ -119,6 +120,7 @@ class Sweep:
         self.progress = progress
         self.argv = argv
         self.embedded = embedded
+        self.formats = formats            # of each step's run; the sweep reads parquet, json
         self.meta = dict(meta or {})
         self.steps: list[dict] = []
         self.workers = 1 if settings.rates is None else settings.max_cores
@@ -183,7 +185,7 @@ class Sweep:
         t = time.time()
         try:
             summary, results, outcome = execute(plan, step_dir, on_tick=tick, argv=self.argv,
-                                                embedded=self.embedded)
+                                                embedded=self.embedded, formats=self.formats)
         finally:
             if line is not None:
                 line.close()
@@ -540,7 +542,11 @@ def _run_options(o: dict) -> dict:
 _HELP = {"url": "Base URL of the endpoint, e.g. http://localhost:8000/v1. Default: the "
          "provider's; without --url and --provider, sweep starts the embedded mock (with a "
          "capacity limit: --mock-max-concurrency, --mock-batch-slowdown) and sweeps it.",
-         "arrival": "Arrival process of the open-loop steps."}
+         "arrival": "Arrival process of the open-loop steps.",
+         "format": "Files to write: a comma-separated list of parquet, json, csv, html. Each "
+         "step always writes requests.parquet, tokens.parquet and summary.json (the sweep reads "
+         "them); csv adds each step's requests.csv; html adds OUT/report.html, the sweep's "
+         "curves (see `lens-fast report`)."}
 
 
 def _shared_options() -> list[click.Parameter]:
@@ -609,7 +615,10 @@ def sweep_command(**o) -> None:
     from click.core import ParameterSource
     from rich.console import Console
 
+    from lens.engine.runner import check_formats, write_report
+
     settings = _settings(o)
+    formats = check_formats(o["format"])
     if o["http2"] and o["client"] != "httpx":
         raise ConfigError("--http2 needs --client httpx (the fast client speaks HTTP/1.1)")
     if o["mock_max_concurrency"] < 0 or not o["mock_batch_slowdown"] >= 0:
@@ -650,8 +659,11 @@ def sweep_command(**o) -> None:
                       f"{knobs['batch_slowdown']:g}: saturates at {sat:.1f} req/s)")
         sweep = Sweep(plan, settings, out, console=console, err=err,
                       progress=not o["no_progress"] and err.is_terminal, argv=sys.argv,
-                      meta=meta, embedded=embedded)
+                      meta=meta, embedded=embedded,
+                      formats=("parquet", "json", *(["csv"] if "csv" in formats else [])))
         code = sweep.run()
+    if "html" in formats:
+        write_report(out, console)
     sys.exit(code)
 
 

@@ -20,7 +20,8 @@ scheduling lag over time    p50/p99/max of ``sched_lag_ms`` per second of start 
 ==========================  ===================================================  ==========
 
 Without ``requests.parquet`` a target is drawn from its summary result, and the report names
-the plots it cannot draw in their place.
+the plots it cannot draw in their place. A sweep's folder (``sweep.json``) gets its own page,
+the curves against the offered rate (``lens.output.report_sweep``).
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ from lens.output.report_data import Run, RunPath, TargetData, load_run
 from lens.output.summary import redact_secrets
 from lens.output.table import COLUMNS, ROWS, format_usd, format_value
 
-__all__ = ["COLOURS", "SECTIONS", "Plot", "render_html", "write_html_report"]
+__all__ = ["COLOURS", "SECTIONS", "Plot", "page_html", "render_html", "sections_html",
+           "write_html_report"]
 
 #: One colour per target, the same in every plot (plotly's default colorway).
 COLOURS = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692",
@@ -203,8 +205,8 @@ def _throughput_section(run: Run) -> tuple[str, list[Plot]]:
     ]
 
 
-#: Report sections in order: each returns (heading, plots). A sweep (``sweep.json``, a
-#: later issue) adds its "latency and throughput vs offered rate" section here.
+#: Report sections of a run in order: each returns (heading, plots). A sweep's folder has a
+#: page of its own (``lens.output.report_sweep``: latency and throughput vs offered rate).
 SECTIONS: tuple[Callable[[Run], tuple[str, list[Plot]]], ...] = (
     _latency_section, _throughput_section)
 
@@ -320,50 +322,74 @@ def _where(run: Run) -> str:
     return str(run.path) if names == ["."] else f"{run.path}: {', '.join(names)}"
 
 
-def render_html(run: Run) -> str:
-    """Return the report of a loaded run as one self-contained HTML page (plotly.js inline)."""
+def _cards_html(plots: Sequence[Plot], figures: list[dict[str, Any]]) -> str:
+    """Return one card per plot (a ``div`` plotly draws into, or why it is not drawn); each
+    drawn plot's figure is appended to ``figures``."""
+    cards = []
+    for p in plots:
+        if not p.traces:
+            cards.append(f"<div class=card><h3>{_e(p.title)}</h3><p class=missing>"
+                         f"Not drawn: {_e(p.missing)}.</p></div>")
+            continue
+        fid = f"plot{len(figures)}"
+        figures.append({"id": fid, "data": p.traces, "layout": p.layout})
+        cards.append(f"<div class=card><h3>{_e(p.title)}</h3><div id={fid}></div>"
+                     + (f"<p class=note>{_e(p.note)}</p>" if p.note else "") + "</div>")
+    return "".join(cards)
+
+
+def page_html(title: str, body: str, figures: Sequence[Mapping[str, Any]]) -> str:
+    """Return a self-contained page: ``body`` (HTML) in the report's style, plotly.js inline,
+    and a script that draws ``figures`` (``{"id", "data", "layout"}`` each) into their divs."""
     from plotly.offline import get_plotlyjs
 
-    meta = run.summary.get("metadata") or {}
-    figures, sections = [], []
-    for make in SECTIONS:
-        heading, plots = make(run)
-        cards = []
-        for p in plots:
-            if not p.traces:
-                cards.append(f"<div class=card><h3>{_e(p.title)}</h3><p class=missing>"
-                             f"Not drawn: {_e(p.missing)}.</p></div>")
-                continue
-            fid = f"plot{len(figures)}"
-            figures.append({"id": fid, "data": p.traces, "layout": p.layout})
-            cards.append(f"<div class=card><h3>{_e(p.title)}</h3><div id={fid}></div>"
-                         + (f"<p class=note>{_e(p.note)}</p>" if p.note else "") + "</div>")
-        sections.append(f"<h2>{_e(heading)}</h2><div class=grid>{''.join(cards)}</div>")
-    results = "".join(_result_html(t, i) for i, t in enumerate(run.targets))
-    data = orjson.dumps(figures, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    data = orjson.dumps(list(figures), option=orjson.OPT_SERIALIZE_NUMPY).decode()
     data = data.replace("<", "\\u003c")         # no "</script>" or "<!--" inside the script
-    title = f"lens-fast report · {meta.get('started_at') or run.path.name}"
     return (
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_e(title)}</title>"
         f"<meta name=viewport content='width=device-width,initial-scale=1'>"
         f"<style>{_CSS}</style><script>{get_plotlyjs()}</script></head><body><main>"
-        f"<h1>lens-fast report <span class=note>{_e(_where(run))}</span></h1>{_meta_html(meta)}"
-        f"<h2>Summary</h2>{_overview_html(run)}<details{' open' if len(run.targets) < 2 else ''}>"
-        f"<summary>tables per target</summary>{results}</details>"
-        f"{''.join(sections)}</main><script>const FIGURES = {data};\n"
+        f"{body}</main><script>const FIGURES = {data};\n"
         "for (const f of FIGURES) Plotly.newPlot(f.id, f.data, f.layout,"
         " {responsive: true, displaylogo: false});</script></body></html>")
+
+
+def sections_html(sections: Sequence[tuple[str, Sequence[Plot]]],
+                  figures: list[dict[str, Any]]) -> str:
+    """Return each (heading, plots) section as a heading and a grid of cards (``page_html``
+    draws ``figures``, to which the drawn plots are appended)."""
+    return "".join(f"<h2>{_e(heading)}</h2><div class=grid>{_cards_html(plots, figures)}</div>"
+                   for heading, plots in sections)
+
+
+def render_html(run: Run) -> str:
+    """Return the report of a loaded run as one self-contained HTML page (plotly.js inline)."""
+    meta = run.summary.get("metadata") or {}
+    figures: list[dict[str, Any]] = []
+    sections = sections_html([make(run) for make in SECTIONS], figures)
+    results = "".join(_result_html(t, i) for i, t in enumerate(run.targets))
+    title = f"lens-fast report · {meta.get('started_at') or run.path.name}"
+    return page_html(title, (
+        f"<h1>lens-fast report <span class=note>{_e(_where(run))}</span></h1>{_meta_html(meta)}"
+        f"<h2>Summary</h2>{_overview_html(run)}<details{' open' if len(run.targets) < 2 else ''}>"
+        f"<summary>tables per target</summary>{results}</details>{sections}"), figures)
 
 
 def write_html_report(run_dir: RunPath | Sequence[RunPath], html_path: RunPath) -> Path:
     """Write the self-contained HTML report of a run directory; return its path.
 
     ``run_dir`` is a run's or a config run's directory, or a sequence of single-run folders
-    (e.g. one scenario's subfolders of a config run) drawn side by side as one report.
-    ``ConfigError`` when a folder cannot be read (see ``load_run``); ``RunError`` when the
-    file cannot be written. Parent folders of ``html_path`` are created.
+    (e.g. one scenario's subfolders of a config run) drawn side by side as one report, or a
+    sweep's folder (``sweep.json``: the curves of ``lens.output.report_sweep``).
+    ``ConfigError`` when a folder cannot be read (see ``load_run``, ``load_sweep``);
+    ``RunError`` when the file cannot be written. Parent folders of ``html_path`` are created.
     """
-    page = render_html(load_run(run_dir))
+    from lens.output.report_sweep import is_sweep, load_sweep, render_sweep_html
+
+    if isinstance(run_dir, str | os.PathLike) and is_sweep(run_dir):
+        page = render_sweep_html(load_sweep(run_dir), Path(html_path).parent)
+    else:
+        page = render_html(load_run(run_dir))
     out = Path(html_path)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 
 The tables come from ``RUN_DIR/summary.json`` alone (a run's, or a config run's combined
 one), so they print even when the Parquet files are gone; ``--html`` also reads the Parquet
-files of every run folder (``lens.output.report``).
+files of every run folder (``lens.output.report``). A sweep's folder (``sweep.json``) prints
+the sweep's table and draws its curves against the offered rate (``lens.output.report_sweep``).
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def print_tables(summary: dict[str, Any], console: Any) -> None:
             render_table(result, console, title=title)
 
 
-@click.command(short_help="Print a run's tables again; write its HTML report.")
+@click.command(short_help="Print a run's or a sweep's tables again; write its HTML report.")
 @click.argument("run_dir", type=click.Path(path_type=Path), metavar="RUN_DIR")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
               metavar="FILE", help="Also write the self-contained HTML report (plots) to FILE, "
@@ -52,20 +53,28 @@ def report_command(run_dir: Path, html_path: Path | None) -> None:
     \b
     lens-fast report lens-results/run-20260101-120000
     lens-fast report lens-results/run-20260101-120000 --html report.html
+    lens-fast report lens-results/sweep-20260101-120000 --html sweep.html
 
     The HTML file opens offline (plotly.js is inside it): CDFs of TTFT and E2E, the ITL
-    histogram, latency, throughput, errors and scheduling lag per second, per target.
+    histogram, latency, throughput, errors and scheduling lag per second, per target. For a
+    sweep's folder (sweep.json): the sweep's table, and latency, throughput and error rate
+    against the offered rate with the SLO limits, the max rate found and the knee marked.
     """
     from rich.console import Console
 
     from lens.output.report import write_html_report
     from lens.output.report_data import read_summary
+    from lens.output.report_sweep import is_sweep, load_sweep, print_sweep
 
-    summary = read_summary(run_dir)
+    sweep = load_sweep(run_dir) if is_sweep(run_dir) else None
+    summary = read_summary(run_dir) if sweep is None else {}
     console = Console()
     if not console.is_terminal:          # piped or in CI: the full table, as `run` prints it
-        console = Console(width=120)
-    print_tables(summary, console)
+        console = Console(width=160 if sweep else 120)
+    if sweep is not None:
+        print_sweep(sweep, console)
+    else:
+        print_tables(summary, console)
     if html_path is not None:
         t = time.perf_counter()
         out = write_html_report(run_dir, html_path)

@@ -102,10 +102,11 @@ def read_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = orjson.loads(f.read_bytes())
     except FileNotFoundError:
-        if (p / "sweep.json").exists():    # the sweep section is for a later version
+        if (p / "sweep.json").exists():    # lens.output.report_sweep reads it
             steps = sorted(x.name for x in (p / "steps").glob("*") if x.is_dir())
-            raise ConfigError(f"{str(p)!r} holds a sweep (sweep.json), which report does not "
-                              "draw yet; report one of its steps: lens-fast report "
+            raise ConfigError(f"{str(p)!r} holds a sweep (sweep.json), not one run's "
+                              "summary.json; `lens-fast report` draws the sweep, and one of "
+                              "its steps with: lens-fast report "
                               f"{p / 'steps' / (steps[-1] if steps else 'NAME')}") from None
         raise ConfigError(f"no summary.json in {str(p)!r}; expected the folder a lens-fast "
                           "run wrote (summary.json, requests.parquet, tokens.parquet)") from None

@@ -101,3 +101,47 @@ def test_report_renders_in_chromium(tmp_path):
     # 5 % of the requests fail at the mock: bars of http_status errors
     [errors] = [p for t, p in plots.items() if t.startswith("Errors over time")]
     assert re.search(r'<g class="trace bars".*?<g class="point"><path d="M[^"]{8,}', errors)
+
+
+def test_sweep_report_renders_in_chromium(tmp_path):
+    """A short list sweep of the embedded mock with --format html: OUT/report.html has the
+    curves against the offered rate, drawn with the SLO lines and the max rate marked."""
+    chromium()
+    out = tmp_path / "sweep"
+    r = lens("sweep", "--rates", "20,40", "--slo", "ttft.p99=150ms,e2e.p95=2s", "--format",
+             "html", "--step-duration", "2s", "--max-step-duration", "2s", "--drain", "2s",
+             "--max-sched-lag", "100ms", "--max-tokens", "32", "--cores", "1", "--no-progress",
+             "--output", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"Report: {out / 'report.html'}" in r.stdout
+    r = lens("report", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "highest rate meeting every SLO: 40 req/s" in r.stdout
+    assert "max rate 40 req/s · limit: slo · knee: none" in r.stdout
+    page = (out / "report.html").read_text()
+    figs = json.loads(re.search(r"const FIGURES = (.*?);\n", page, re.S).group(1))
+    assert len(figs) == 4 and "Not drawn" not in page
+    assert all(f["layout"]["shapes"][0]["x0"] == 40.0 for f in figs)
+
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("<head>", "<head>" + RECORDER, 1))
+    b = browse(str(probe), tmp_path, "--dump-dom")
+    assert b.returncode == 0, b.stderr[-2000:]
+    dom = b.stdout
+    console = json.loads(re.search(r'<pre id="lens-console">(.*?)</pre>', dom, re.S).group(1)
+                         .replace("&quot;", '"').replace("&amp;", "&"))
+    assert console == ["loaded"], f"console errors in the report: {console}"
+    cards = dom[dom.index("<main>"):].split('<div class="card">')[1:]
+    plots = {re.search(r"<h3>(.*?)</h3>", c).group(1): c for c in cards if 'id="plot' in c}
+    assert list(plots) == ["TTFT vs offered rate", "E2E vs offered rate",
+                           "Throughput vs offered rate",
+                           "Error rate vs offered rate (failed, dropped, cancelled)"]
+    for title, p in plots.items():
+        assert 'class="js-plotly-plot"' in p, f"{title}: not drawn"
+        assert re.search(r'class="js-line" d="M[^"]{8,}', p), f"{title}: no line"
+        assert len(re.findall(r'class="point"', p)) >= 2, f"{title}: no step markers"
+        assert re.search(r'class="shape-group"[^>]*><path[^>]* d="M[^"]{8,}', p), \
+            f"{title}: no max-rate line"
+        assert "max rate 40 req/s" in p, f"{title}: the max rate is not labelled"
+    assert "SLO ttft.p99 ≤ 150 ms" in plots["TTFT vs offered rate"]
+    assert "steps/02-step-40rps</a>" in dom

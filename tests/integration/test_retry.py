@@ -136,3 +136,50 @@ def test_tokens_per_minute_limit_holds_in_sum(tmp_path, untraced):
     rate = np.polyfit(t[110:], np.arange(110, len(t)), 1)[0]
     assert abs(rate - 50) <= 1.0, rate
     assert not any("scheduling lag" in r for r in res["client"]["reasons"])
+
+
+def test_first_token_timeouts_are_retried_with_backoff(tmp_path, untraced):
+    """Every attempt stalls after its headers: 3 attempts each, recorded in the row, spaced by
+    the first-token timeout (0.3 s) plus a backoff of 100 then 200 ms."""
+    from lens.engine.plan import Timeouts
+
+    with MockProcess(ttft_ms=2, itl_ms=1, output_tokens=4,
+                     faults={"stall_after_headers": 1.0}) as m:
+        rows = run(m.url, tmp_path, rps=10, requests=4,
+                   timeouts=Timeouts(connect_s=2.0, first_token_s=0.3, total_s=5.0),
+                   retry={"max_attempts": 3, "initial_backoff_ms": 100})
+        seen = arrivals_by_id(m)
+    assert len(rows) == 4
+    assert (rows["attempt"] == 3).all() and (rows["error"] == "timeout_first_token").all()
+    assert not rows["ok"].any()
+    for rid in rows["request_id"]:
+        gaps = np.diff(seen[rid]) / MS
+        assert len(gaps) == 2, seen[rid]
+        # the timeout sweep runs every 20 ms
+        assert 398 <= gaps[0] < 445, gaps
+        assert 498 <= gaps[1] < 545, gaps
+
+
+def test_resets_before_headers_are_retried(tmp_path, untraced):
+    """A reset before any byte of a response, on a kept-alive connection, is what a server
+    closing an idle connection looks like: the request goes again at once on a new connection
+    (an attempt); a reset on a new connection is a failure retried after the backoff (100 ms
+    after the 1st attempt, 200 ms after the 2nd). Attempts and the final error are in every row."""
+    with MockProcess(ttft_ms=2, itl_ms=1, output_tokens=4,
+                     faults={"reset_before_headers": 1.0}) as m:
+        rows = run(m.url, tmp_path, rps=10, requests=4,
+                   retry={"max_attempts": 3, "initial_backoff_ms": 100})
+        seen = arrivals_by_id(m)
+    assert len(rows) == 4
+    assert (rows["attempt"] == 3).all() and (rows["error"] == "reset").all()
+    for rid in rows["request_id"]:
+        gaps = np.diff(seen[rid]) / MS
+        assert len(gaps) == 2, seen[rid]
+        # after attempt k: on a kept-alive connection, resent at once; on a new one, the
+        # backoff of attempt k (100 ms · 2^(k-1)); a resend goes on a new connection, so two
+        # resends never follow each other
+        resent = [g < 20 for g in gaps]
+        for k, g in enumerate(gaps, 1):
+            backoff = 100 * 2 ** (k - 1)
+            assert resent[k - 1] or backoff - 2 <= g < backoff + 40, gaps
+        assert not all(resent), gaps

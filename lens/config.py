@@ -616,8 +616,9 @@ def build_plans(cfg: Config, overrides: Mapping[str, Any] | None = None) -> list
 
     ``overrides`` are the flags given on the command line (they win over the file):
     url, model, requests, duration_s, rps, concurrency, arrival, max_tokens, cores, seed,
-    timeouts, warmup, ignore_eos, max_inflight, tokenizer, client, http2, insecure, ca_cert,
-    include_usage. Reads the datasets and the tokenizer; ConfigError on any problem.
+    timeouts, warmup, ignore_eos, max_inflight, max_token_stamps, max_event_bytes, tokenizer,
+    client, http2, insecure, ca_cert, include_usage. Reads the datasets and the tokenizer;
+    ConfigError on any problem.
     """
     from lens.engine.command import DEFAULT_CONCURRENCY, DEFAULT_REQUESTS, rate_limit_of, retry_of
     from lens.engine.plan import RunPlan, Timeouts
@@ -682,6 +683,8 @@ def build_plans(cfg: Config, overrides: Mapping[str, Any] | None = None) -> list
                     burstiness=s.burstiness or 1.0, concurrency=conc,
                     duration_s=duration, requests=requests,
                     max_inflight=o.get("max_inflight") or cfg.max_concurrency or 10000,
+                    max_token_stamps=o.get("max_token_stamps") or 1 << 20,
+                    max_event_bytes=o.get("max_event_bytes") or 1 << 20,
                     max_tokens=max_tokens, seed=seed,
                     timeouts=o.get("timeouts") or params.get("timeout") or Timeouts(),
                     warmup=o.get("warmup", s.warmup),

@@ -124,7 +124,8 @@ def build_plan(o: dict, url: str, embedded: bool = False) -> RunPlan:
         raise ConfigError(f"--concurrency must be >= 1 (got {o['concurrency']})")
     if o["prompt"] is not None and o["input_tokens"] is not None:
         raise ConfigError("give --prompt or --input-tokens, not both")
-    for name in ("requests", "max_tokens", "max_inflight", "cores", "input_tokens"):
+    for name in ("requests", "max_tokens", "max_inflight", "cores", "input_tokens",
+                 "max_token_stamps", "max_event_bytes"):
         v = o.get(name)
         if v is not None and v < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1 (got {v})")
@@ -173,6 +174,8 @@ def build_plan(o: dict, url: str, embedded: bool = False) -> RunPlan:
         duration_s=duration,
         requests=requests,
         max_inflight=o["max_inflight"] or 10000,
+        max_token_stamps=o.get("max_token_stamps") or 1 << 20,
+        max_event_bytes=o.get("max_event_bytes") or 1 << 20,
         max_tokens=o["max_tokens"],
         prompt=o["prompt"],
         input_tokens=o["input_tokens"],
@@ -213,6 +216,8 @@ CONFIG_OVERRIDES = {"url": "url", "model": "model", "requests": "requests",
                     "arrival": "arrival", "max_tokens": "max_tokens", "cores": "cores",
                     "seed": "seed", "timeout": "timeouts", "warmup": "warmup",
                     "ignore_eos": "ignore_eos", "max_inflight": "max_inflight",
+                    "max_token_stamps": "max_token_stamps",
+                    "max_event_bytes": "max_event_bytes",
                     "tokenizer": "tokenizer", "client": "client", "http2": "http2",
                     "insecure": "insecure", "ca_cert": "ca_cert", "no_usage": "include_usage",
                     "input_tokens": "input_tokens", "max_attempts": "max_attempts",
@@ -244,6 +249,7 @@ def config_overrides(o: dict, given: set[str]) -> dict:
         elif name == "url":
             v = check_url(v)
         elif name in ("requests", "max_tokens", "max_inflight", "cores", "input_tokens",
+                      "max_token_stamps", "max_event_bytes",
                       "concurrency") and v is not None and v < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1 (got {v})")
         elif name == "rps" and v is not None and not v > 0:
@@ -367,6 +373,11 @@ def run_config(o: dict, given: set[str]) -> int:
               f"(default {DEFAULT_REQUESTS} without --duration).")
 @click.option("--max-inflight", type=int, help="At most this many requests in flight; "
               "arrivals past it are counted as dropped (default 10000).")
+@click.option("--max-token-stamps", type=int, metavar="N", help="At most N token timestamps "
+              "per request (default 1,048,576): a runaway stream is cut there, flagged "
+              "truncated, and its row still counts its tokens.")
+@click.option("--max-event-bytes", type=int, metavar="N", help="Largest stream event accepted "
+              "(default 1 MiB); a larger one fails the request as a protocol error.")
 @click.option("--max-attempts", type=int, help="Attempts per request: 429, 5xx, connect "
               "failures and first-token timeouts are retried with backoff (default 1: none).")
 @click.option("--initial-backoff-ms", type=float, help="Backoff before the 2nd attempt; "

@@ -433,6 +433,10 @@ def run_config(o: dict, given: set[str]) -> int:
               help="Embedded mock (no --url): time to first token.")
 @click.option("--mock-itl-ms", type=float, default=2.0, show_default=True,
               help="Embedded mock (no --url): inter-token latency.")
+@click.option("--ray", "ray", metavar="auto|ADDRESS", help="Run on a Ray cluster: auto (the "
+              "running cluster) or the head's address; needs pip install 'lens-fast[ray]'.")
+@click.option("--hosts", type=int, help="With --ray: Ray nodes to send load from, one host "
+              "agent of --cores workers each (default: every node with --cores CPUs; docs/ray.md).")
 def run_command(**o) -> None:
     """Profile an endpoint: open-loop (--rps) or closed-loop (--concurrency) streaming load.
 
@@ -456,6 +460,11 @@ def run_command(**o) -> None:
     if o["http2"] and o["client"] != "httpx":
         raise ConfigError("--http2 needs --client httpx (the fast client speaks HTTP/1.1)")
     ctx = click.get_current_context()
+    if o["hosts"] is not None and not o["ray"]:
+        raise ConfigError(f"--hosts {o['hosts']} needs --ray (auto or the Ray head's address)")
+    if o["ray"] and o["config"] is not None:
+        raise ConfigError("--ray runs flag-given runs only (not a config file yet); give the "
+                          "run's flags instead of CONFIG")
     if o["config"] is not None:
         given = {k for k in o if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
         sys.exit(run_config(o, given))
@@ -463,6 +472,13 @@ def run_command(**o) -> None:
     formats = check_formats(o["format"])
     url, embedded = resolve_target(o, given)
     plan = build_plan(o, url or "http://127.0.0.1:1/v1", embedded=embedded)
+    if o["ray"]:
+        from lens.distributed.cli import run_on_ray
+
+        sys.exit(run_on_ray(plan, address=o["ray"], hosts=o["hosts"], embedded=embedded,
+                            output=o["output"], strict=o["strict"],
+                            mock_ttft_ms=o["mock_ttft_ms"], mock_itl_ms=o["mock_itl_ms"],
+                            argv=sys.argv))
     code = run_and_report(plan, embedded=embedded, output=o["output"],
                           progress=not o["no_progress"], strict=o["strict"],
                           mock_ttft_ms=o["mock_ttft_ms"], mock_itl_ms=o["mock_itl_ms"],

@@ -37,6 +37,10 @@ class RunPlan:
     endpoint: str = "chat"                    # chat | completions (OpenAI-style providers)
     api_key: str | None = field(default=None, repr=False)
     cores: int = 1
+    # ---- one host of a distributed run (lens.distributed): worker k of host h takes the
+    # share of global worker h*cores + k of hosts*cores (arrivals, users, budgets, limits)
+    host_index: int = 0
+    hosts: int = 1
     rps: float | None = None                  # open loop when set
     arrival: str = "constant"
     burstiness: float = 1.0

@@ -133,11 +133,12 @@ def check_formats(formats: str | tuple[str, ...] | list[str] | None) -> tuple[st
 def execute(plan: RunPlan, out_dir: str | os.PathLike | None = None, *, on_tick=None,
             argv: list[str] | None = None, embedded: bool = False,
             cpus: list[int] | None = None, formats: tuple[str, ...] = DEFAULT_FORMATS,
-            live=None) -> tuple[dict, Any, RunOutcome]:
+            live=None, t0_unix_ns: int | None = None) -> tuple[dict, Any, RunOutcome]:
     """Run a plan; write its files (``formats``: Parquet, CSV; summary.json always; html is
     the caller's, once every plan ran) to ``out_dir`` when given.
 
     ``live`` (a started ``lens.output.live.LiveMetrics``) gets the plan's live results.
+    ``t0_unix_ns``: the agreed wall-clock start of a distributed run (lens.distributed).
     Returns ``(summary, results, outcome)``.
     """
     from lens.output.summary import build_summary, write_summary
@@ -155,7 +156,7 @@ def execute(plan: RunPlan, out_dir: str | os.PathLike | None = None, *, on_tick=
     with ExitStack() as stack:
         feed = _Feed(plan, out, meta, formats, live)
         stack.callback(feed.close)
-        sup = Supervisor(plan, feed, on_tick=None, cpus=cpus)
+        sup = Supervisor(plan, feed, on_tick=None, cpus=cpus, t0_unix_ns=t0_unix_ns)
         target = target_info(plan)
 
         def tick(elapsed: float) -> None:
@@ -234,6 +235,8 @@ def client_health(outcome: RunOutcome) -> dict[str, Any]:
         "loop_lag_p99_ms": [round(x, 3) for x in lag_p99],
         "new_connections_in_run": sum(w.get("new_connections_in_run", 0)
                                       for w in outcome.workers),
+        "idle_connections_closed": sum(w.get("idle_connections_closed", 0)
+                                       for w in outcome.workers),
         "ring_spilled_records": spilled,
         "workers_died": [{k: w[k] for k in ("index", "pid", "died", "missed") if k in w}
                          for w in outcome.workers if w.get("died")],

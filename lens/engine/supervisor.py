@@ -57,6 +57,7 @@ class RunOutcome:
     t0_ns: int = 0
     t0_unix_ns: int = 0
     t_end_ns: int = 0
+    start_late_ms: float = 0.0                # an agreed t0 that had passed when all were ready
     interrupted: str | None = None            # None, "SIGINT" or "SIGTERM"
     workers: list[dict] = field(default_factory=list)
     died: list[str] = field(default_factory=list)
@@ -67,11 +68,14 @@ class Supervisor:
 
     ``on_batch(rows, tokens)`` receives every drained batch (numpy arrays of ROW/TOKEN
     records); ``on_tick(elapsed_s)`` is called after each drain (progress display).
+    ``t0_unix_ns``: an agreed start (wall clock, one host of a distributed run) instead of
+    ``now + LEAD``; it becomes this host's CLOCK_MONOTONIC t0 through ``time_ns()``.
     """
 
     def __init__(self, plan: RunPlan, on_batch: Callable, on_tick: Callable | None = None,
-                 cpus: list[int] | None = None):
+                 cpus: list[int] | None = None, t0_unix_ns: int | None = None):
         self.plan = plan
+        self.t0_unix_ns = t0_unix_ns
         self.on_batch = on_batch
         self.on_tick = on_tick
         self.cpus = cpus
@@ -83,13 +87,16 @@ class Supervisor:
     def _spawn(self) -> None:
         ctx = mp.get_context("spawn")
         W = self.plan.cores
+        # one host of several: worker k runs as global worker base + k of all hosts' workers
+        base, total = self.plan.host_index * W, self.plan.hosts * W
         for k in range(W):
             rows = Ring(capacity=ROW_RING, record_words=len(ROW_FIELDS))
             tokens = Ring(capacity=TOKEN_RING, record_words=TOKEN_WORDS)
             parent_end, child_end = ctx.Pipe()
             cpu = self.cpus[k % len(self.cpus)] if self.cpus else None
             p = ctx.Process(target=worker_main, name=f"lens-worker-{k}",
-                            args=(self.plan, k, W, rows.name, tokens.name, child_end, cpu),
+                            args=(self.plan, base + k, total, rows.name, tokens.name,
+                                  child_end, cpu),
                             daemon=True)
             w = WorkerState(k, p, parent_end, rows, tokens)
             try:
@@ -152,7 +159,9 @@ class Supervisor:
 
         if not self.outcome.t0_ns:
             return None
-        return missed_load(self.plan, w.index, len(self.workers), w.rows.counter(COUNTER_SENT),
+        W = len(self.workers)
+        return missed_load(self.plan, self.plan.host_index * W + w.index, self.plan.hosts * W,
+                           w.rows.counter(COUNTER_SENT),
                            (now_ns() - self.outcome.t0_ns) / 1e9)
 
     def counters(self) -> tuple[int, int, int]:
@@ -225,9 +234,18 @@ class Supervisor:
                                "(probe request or connection pool did not complete)")
 
     def _go(self, send: bool = True) -> None:
-        t0 = now_ns() + (LEAD_NS if send else 0)
-        self.outcome.t0_ns = t0
-        self.outcome.t0_unix_ns = time.time_ns() + (t0 - now_ns())
+        if self.t0_unix_ns is not None:
+            # the agreed start: keep it even if it passed (arrivals then catch up, and the
+            # scheduling lag shows it), so every host's schedule stays the one global schedule
+            now = now_ns()
+            t0 = now + (self.t0_unix_ns - time.time_ns())
+            self.outcome.t0_ns = t0
+            self.outcome.t0_unix_ns = self.t0_unix_ns
+            self.outcome.start_late_ms = max(0.0, (now - t0) / 1e6)
+        else:
+            t0 = now_ns() + (LEAD_NS if send else 0)
+            self.outcome.t0_ns = t0
+            self.outcome.t0_unix_ns = time.time_ns() + (t0 - now_ns())
         for w in self.workers if send else ():
             w.pipe.send(("go", t0))
 

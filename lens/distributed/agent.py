@@ -1,0 +1,101 @@
+"""The host agent: one Ray actor per host, running the ordinary engine on its slice.
+
+The agent is a plain class; the driver wraps it with ``ray.remote`` (one CPU per worker
+process, pinned to one node). Its ``run`` is ``lens.engine.runner.execute`` with the plan's
+host slice and the agreed start, so a host of a distributed run measures exactly as a local
+run does: its own worker processes, its own shared-memory rings, its own Parquet and
+``summary.json``. It must run on the actor's main thread (the supervisor installs signal
+handlers), so the actor keeps Ray's default of one call at a time; progress goes out through
+the driver's ``Collector`` instead of a second call into the agent.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Collector", "HostAgent"]
+
+PROGRESS_PERIOD_S = 1.0
+
+
+class Collector:
+    """Receive each host's progress (sent, in flight, dropped), as last reported."""
+
+    def __init__(self) -> None:
+        self.last: dict[int, dict] = {}
+
+    def report(self, host: int, item: dict) -> None:
+        self.last[host] = item
+
+    def get(self) -> dict[int, dict]:
+        return self.last
+
+
+class HostAgent:
+    """Run one host's share of a distributed run (see the module docstring)."""
+
+    def __init__(self, host_index: int, collector: Any = None):
+        self.host_index = host_index
+        self.collector = collector
+
+    def info(self) -> dict:
+        """Where this agent runs: hostname, Ray node id, CPUs, pid."""
+        import ray
+
+        return {"hostname": platform.node(), "node_id": ray.get_runtime_context().get_node_id(),
+                "cpu_count": os.cpu_count(), "pid": os.getpid()}
+
+    def clock(self) -> int:
+        """Return this host's wall clock (ns since the epoch), for the driver's offset ping."""
+        return time.time_ns()
+
+    def run(self, plan: Any, start_unix_ns: int, out_dir: str | None = None,
+            return_files: bool = True) -> dict:
+        """Run ``plan`` from ``start_unix_ns`` (this host's wall clock); return the summary,
+        the outcome and, with ``return_files``, the Parquet files' bytes.
+
+        ``out_dir`` (a shared file system's path) keeps the files there; without it they go
+        to a temporary directory, removed once read.
+        """
+        from lens.engine.runner import execute
+
+        d = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="lens-host-"))
+        last = [0.0]
+
+        def tick(elapsed: float, results: Any, sup: Any) -> None:
+            if self.collector is None or elapsed - last[0] < PROGRESS_PERIOD_S:
+                return
+            last[0] = elapsed
+            sent, in_flight, dropped = sup.counters()
+            self.collector.report.remote(self.host_index, {
+                "elapsed_s": round(elapsed, 3), "sent": sent, "in_flight": in_flight,
+                "dropped": dropped, "t_unix_ns": time.time_ns()})
+
+        c0 = os.times()
+        summary, _, outcome = execute(plan, d, on_tick=tick, t0_unix_ns=start_unix_ns,
+                                      formats=("parquet", "json"))
+        c1 = os.times()
+        # this agent's CPU and its (reaped) worker processes': the host's cost of the run
+        cpu_s = sum(c1[:4]) - sum(c0[:4])
+        files: dict[str, bytes] = {}
+        if return_files:
+            for name in ("requests.parquet", "tokens.parquet"):
+                if (d / name).exists():
+                    files[name] = (d / name).read_bytes()
+        if not out_dir:
+            shutil.rmtree(d, ignore_errors=True)
+        return {
+            "summary": summary,
+            "files": files,
+            "dir": str(d) if out_dir else None,
+            "outcome": {"start_late_ms": outcome.start_late_ms, "died": outcome.died,
+                        "interrupted": outcome.interrupted,
+                        "workers": len(outcome.workers),
+                        "cpu_s": round(cpu_s, 6)},
+            **self.info(),
+        }

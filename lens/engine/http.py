@@ -11,6 +11,7 @@ import asyncio
 
 import httptools
 
+from lens._core.clock import now_ns
 from lens._core.recorder import RowField
 from lens._core.stream import (
     COMPLETE,
@@ -95,7 +96,7 @@ class Conn(asyncio.Protocol):
 
     __slots__ = ("owner", "conn_id", "transport", "state", "slot", "dec", "status",
                  "keepalive", "_head", "_first", "requests", "deadline_first_ns",
-                 "deadline_total_ns", "lost", "retry_after_s")
+                 "deadline_total_ns", "lost", "retry_after_s", "t_idle_ns")
 
     def __init__(self, owner, conn_id: int, max_event_bytes: int):
         self.owner = owner
@@ -114,6 +115,9 @@ class Conn(asyncio.Protocol):
         self.lost = False
         #: Retry-After of the last 429/503 response in s (-1.0: none); unset for other statuses.
         self.retry_after_s = -1.0
+        #: When it last went idle (CLOCK_MONOTONIC ns): the worker closes connections that
+        #: stayed idle for IDLE_CLOSE_S, so a pool grown by a burst does not stay grown.
+        self.t_idle_ns = now_ns()
 
     # ---- asyncio.Protocol ----
     def connection_made(self, transport) -> None:

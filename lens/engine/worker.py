@@ -64,6 +64,8 @@ DISPATCH_AHEAD_NS = 500_000      # send arrivals due within 0.5 ms now: uvloop t
 SWEEP_S = 0.02                   # timeout sweep period
 LAG_PERIOD_S = 0.01              # event-loop lag probe period
 STOP_GRACE_S = 2.0               # in-flight grace after a stop from the parent
+IDLE_CLOSE_NS = 15_000_000_000   # close connections idle this long (aiohttp's keep-alive 15 s)
+TRIM_PERIOD_NS = 1_000_000_000   # how often the idle pool is trimmed
 MAX_ERROR_SAMPLES = 5
 COUNTER_SENT, COUNTER_IN_FLIGHT, COUNTER_DROPPED = 0, 1, 2   # row-ring counters
 
@@ -156,6 +158,8 @@ class Worker:
         self.sent = 0
         self.dropped = 0
         self.new_conns_in_run = 0
+        self.idle_closed = 0             # connections closed for staying idle
+        self._next_trim_ns = 0
         self.errors_seen: dict[str, list[str]] = {}
         #: What error samples must never show (``lens.engine.errors.redact``).
         self.secrets = (plan.api_key,) if plan.api_key else ()
@@ -354,6 +358,7 @@ class Worker:
             err = E.PROTOCOL
             self._note_error("protocol", protocol_detail(code, dec, self.plan.max_event_bytes))
         if conn.keepalive and not conn.lost and not self.stopping:
+            conn.t_idle_ns = now_ns()
             self.idle.append(conn)
         else:
             conn.close()
@@ -557,7 +562,25 @@ class Worker:
             else:
                 continue
             self._abort(conn, kind, 0)
+        if now >= self._next_trim_ns:
+            self._next_trim_ns = now + TRIM_PERIOD_NS
+            self._trim_idle(now)
         self.loop.call_later(SWEEP_S, self._sweep)
+
+    def _trim_idle(self, now: int) -> None:
+        """Close the connections idle for IDLE_CLOSE_NS: the pool follows the last 15 s of
+        demand instead of keeping every connection a burst opened. The idle list is LIFO
+        (the most recently used connection is reused first), so the oldest are in front."""
+        idle = self.idle
+        cutoff = now - IDLE_CLOSE_NS
+        n = 0
+        while n < len(idle) and idle[n].t_idle_ns < cutoff:
+            n += 1
+        if n:
+            for conn in idle[:n]:
+                conn.close()
+            del idle[:n]
+            self.idle_closed += n
 
     def _abort(self, conn: Conn, kind: int, flags: int) -> None:
         slot = conn.slot
@@ -731,6 +754,7 @@ class Worker:
                 "max": lags[-1] / 1e6 if lags else 0.0,
             },
             "new_connections_in_run": self.new_conns_in_run,
+            "idle_connections_closed": self.idle_closed,
             "max_rss_mb": peak_rss_mb(),
             "rows_spilled": self.rows.spilled,
             "tokens_spilled": self.tokens.spilled,

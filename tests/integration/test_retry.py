@@ -183,3 +183,44 @@ def test_resets_before_headers_are_retried(tmp_path, untraced):
             backoff = 100 * 2 ** (k - 1)
             assert resent[k - 1] or backoff - 2 <= g < backoff + 40, gaps
         assert not all(resent), gaps
+
+
+def test_connection_failures_mid_run_are_retried_until_the_endpoint_is_back(tmp_path, untraced):
+    """The endpoint goes away for ~0.6 s in the middle of a run and comes back on the same
+    port: requests that meet the refused connections are retried with backoff and succeed;
+    each row says how many attempts it took; nothing is lost."""
+    import socket
+    import threading
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    first = MockProcess(ttft_ms=2, itl_ms=1, output_tokens=4, port=port).start()
+    second: list[MockProcess] = []
+
+    def outage() -> None:
+        time.sleep(2.0)                 # ~1 s into the load (start-up and probe come first)
+        first.stop()
+        time.sleep(0.6)
+        second.append(MockProcess(ttft_ms=2, itl_ms=1, output_tokens=4, port=port).start())
+
+    t = threading.Thread(target=outage)
+    t.start()
+    try:
+        rows = run(f"http://127.0.0.1:{port}/v1", tmp_path, rps=20, duration_s=4.0,
+                   retry={"max_attempts": 8, "initial_backoff_ms": 100,
+                          "max_backoff_ms": 400})
+    finally:
+        t.join()
+        first.stop()
+        for m in second:
+            m.stop()
+    assert len(rows) == 80 and rows["request_id"].is_unique
+    retried = rows[rows["attempt"] > 1]
+    assert len(retried) >= 5, rows["attempt"].value_counts()
+    # every request ends ok: those in flight at the stop are reset, later ones are refused
+    # until the mock is back; both are retried
+    assert rows["ok"].all(), rows.loc[~rows["ok"], ["error", "attempt"]]
+    # a retried request's latency from its first attempt includes the outage
+    assert (retried["e2e_ms"] > retried["e2e_last_attempt_ms"] + 90).all()

@@ -120,3 +120,34 @@ def test_signal_at_random_points_always_leaves_valid_outputs(mock_endpoint, tmp_
         seen.append(len(m))
     # the moments covered the start (nothing measured yet) and the load (rows measured)
     assert min(seen) == 0 and max(seen) >= 10, seen
+
+
+def test_second_interrupt_exits_at_once_with_readable_outputs(tmp_path):
+    """Slow streams in flight: the first Ctrl-C starts the grace period (2 s), the second
+    ends the run at once; the Parquet files still open and the summary says interrupted."""
+    from lens.mock.process import MockProcess
+
+    out = tmp_path / "run"
+    with MockProcess(ttft_ms=5, itl_ms=60, output_tokens=60) as slow:     # 3.6 s streams
+        p = subprocess.Popen([sys.executable, "-m", "lens", "run", "--url", slow.url,
+                              "--concurrency", "4", "--duration", "60s", "--cores", "1",
+                              "--max-tokens", "60", "--output", str(out), "--no-progress"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while not (out / "requests.parquet").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        t = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        stdout, stderr = p.communicate(timeout=30)
+        took = time.monotonic() - t
+    assert p.returncode == 130, stderr
+    assert took < 1.5, took            # not the 2-s grace, nor the 3.6-s streams
+    rows = pq.read_table(out / "requests.parquet").to_pandas()
+    pq.read_table(out / "tokens.parquet")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metadata"]["interrupted"] is True
+    assert summary["metadata"]["interrupted_by"] == "SIGINT"
+    assert rows["request_id"].is_unique

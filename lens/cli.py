@@ -1,4 +1,4 @@
-"""The ``lens-fast`` command: run · validate · mock (more subcommands join as they land).
+"""The ``lens-fast`` command: run · validate · sweep · report · compare · mock.
 
 Every subcommand lives in its own module and is registered here. ``LensError`` is printed as
 ``ErrorType: message`` on one line with exit status 1; ``--debug`` shows the traceback.
@@ -25,6 +25,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
       lens-fast run                 profile the embedded mock endpoint
       lens-fast run --url http://localhost:8000/v1 --model M --rps 50 --duration 30s
       lens-fast validate bench.yaml && lens-fast run bench.yaml
+      lens-fast sweep --url http://localhost:8000/v1 --model M --rates auto --slo ttft.p99=500ms
+      lens-fast report RUN_DIR --html report.html
+      lens-fast compare BASELINE_DIR RUN_DIR --max-regression ttft.p99=10%
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug

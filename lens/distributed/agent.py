@@ -7,6 +7,11 @@ run does: its own worker processes, its own shared-memory rings, its own Parquet
 ``summary.json``. It must run on the actor's main thread (the supervisor installs signal
 handlers), so the actor keeps Ray's default of one call at a time; progress goes out through
 the driver's ``Collector`` instead of a second call into the agent.
+
+Rows stream too: every drained batch (request rows and token records, the structured arrays
+the host's own results get) is buffered and sent to the ``Collector`` with each progress
+report (about once a second), so the rows of a host lost mid-run survive it. A host that
+finishes returns its own Parquet files as before; the driver uses those, not the stream.
 """
 from __future__ import annotations
 
@@ -24,16 +29,27 @@ PROGRESS_PERIOD_S = 1.0
 
 
 class Collector:
-    """Receive each host's progress (sent, in flight, dropped), as last reported."""
+    """Receive each host's progress (sent, in flight, dropped), as last reported, and the
+    rows it streamed (kept until the driver drops them: a host that finished has its files)."""
 
     def __init__(self) -> None:
         self.last: dict[int, dict] = {}
+        self.batches: dict[int, list[tuple[Any, Any]]] = {}
 
-    def report(self, host: int, item: dict) -> None:
+    def report(self, host: int, item: dict, rows: Any = None, tokens: Any = None) -> None:
         self.last[host] = item
+        if rows is not None and (len(rows) or len(tokens)):
+            self.batches.setdefault(host, []).append((rows, tokens))
 
     def get(self) -> dict[int, dict]:
         return self.last
+
+    def streamed(self, host: int) -> list[tuple[Any, Any]]:
+        """The (rows, tokens) batches ``host`` streamed, in order."""
+        return self.batches.get(host, [])
+
+    def drop(self, host: int) -> None:
+        self.batches.pop(host, None)
 
 
 class HostAgent:
@@ -62,23 +78,39 @@ class HostAgent:
         ``out_dir`` (a shared file system's path) keeps the files there; without it they go
         to a temporary directory, removed once read.
         """
+        import numpy as np
+
         from lens.engine.runner import execute
 
         d = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="lens-host-"))
         last = [0.0]
+        rows_buf: list[Any] = []
+        tokens_buf: list[Any] = []
+
+        def on_batch(rows: Any, tokens: Any) -> None:   # once per drain, not per request
+            if self.collector is not None:
+                rows_buf.append(rows)
+                tokens_buf.append(tokens)
 
         def tick(elapsed: float, results: Any, sup: Any) -> None:
             if self.collector is None or elapsed - last[0] < PROGRESS_PERIOD_S:
                 return
             last[0] = elapsed
             sent, in_flight, dropped = sup.counters()
+            # the batches drained since the last report (both lists grow together)
+            rows = np.concatenate(rows_buf) if rows_buf else None
+            tokens = np.concatenate(tokens_buf) if tokens_buf else None
+            rows_buf.clear()
+            tokens_buf.clear()
             self.collector.report.remote(self.host_index, {
                 "elapsed_s": round(elapsed, 3), "sent": sent, "in_flight": in_flight,
-                "dropped": dropped, "t_unix_ns": time.time_ns()})
+                "dropped": dropped, "t_unix_ns": time.time_ns(),
+                "t0_ns": sup.outcome.t0_ns, "t0_unix_ns": sup.outcome.t0_unix_ns,
+                "worker_pids": [w.process.pid for w in sup.workers]}, rows, tokens)
 
         c0 = os.times()
         summary, _, outcome = execute(plan, d, on_tick=tick, t0_unix_ns=start_unix_ns,
-                                      formats=("parquet", "json"))
+                                      formats=("parquet", "json"), on_batch=on_batch)
         c1 = os.times()
         # this agent's CPU and its (reaped) worker processes': the host's cost of the run
         cpu_s = sum(c1[:4]) - sum(c0[:4])

@@ -12,8 +12,11 @@
    host's client health, the clock offset bound and any host lost mid-run with the share of
    the schedule it missed.
 
-A host agent returns its rows when its run ends: the rows of a host lost mid-run are lost
-(its last progress report, at most 1 s old, says how many requests it had sent).
+A host agent returns its Parquet files when its run ends, and streams its rows to the
+driver's collector while it runs (about once a second). One source per host, never both: a
+host that finishes contributes its files; for a host lost mid-run the driver writes the rows
+it had streamed (what it measured until at most ~1 s before its loss) into ``hosts/NN/`` and
+so into the merged Parquet, and ``host_details`` says how many were kept.
 """
 from __future__ import annotations
 
@@ -162,6 +165,7 @@ def run_distributed(plan: RunPlan, *, address: str = "auto", hosts: int | None =
                 h = pending.pop(ref)
                 try:
                     results[h] = ray.get(ref)
+                    collector.drop.remote(h)      # its own files replace what it streamed
                 except ray.exceptions.RayError as e:
                     lost[h] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}",
                                "t_unix_ns": time.time_ns()}
@@ -188,19 +192,27 @@ def run_distributed(plan: RunPlan, *, address: str = "auto", hosts: int | None =
             hm["cpu_s"] = r["outcome"].get("cpu_s")
             hm["sent"] = r["summary"]["scenarios"][0]["results"][0]["counts"]["sent"]
         else:
-            hm.update(_lost_report(plan, share, lost[h], progress.get(h), start))
+            d = (out / "hosts" / f"{h:02d}") if out is not None else None
+            kept = _keep_streamed(dataclasses.replace(plan, host_index=h, hosts=hosts),
+                                  ray.get(collector.streamed.remote(h)), progress.get(h),
+                                  d, argv)
+            hm.update(_lost_report(plan, share, lost[h], progress.get(h), start, kept))
         hm["scheduled"] = share.get("scheduled")
         host_meta.append(hm)
 
     host_dirs = []
-    for h, r in sorted(results.items()):
+    for h in range(hosts):
         d = (out / "hosts" / f"{h:02d}") if out is not None else None
-        if d is not None:
+        if d is None:
+            continue
+        if h in results:
             d.mkdir(parents=True, exist_ok=True)
-            for name, data in r["files"].items():
+            for name, data in results[h]["files"].items():
                 (d / name).write_bytes(data)
-            write_summary(d / "summary.json", r["summary"])
+            write_summary(d / "summary.json", results[h]["summary"])
             host_dirs.append(d)
+        elif host_meta[h].get("rows_kept"):
+            host_dirs.append(d)       # the lost host's streamed rows (_keep_streamed)
     offs = [c["offset_ns"] for c in clocks]
     bound = (max(offs) - min(offs)) + 2 * max(c["bound_ns"] for c in clocks)
     dist = {
@@ -223,28 +235,59 @@ def run_distributed(plan: RunPlan, *, address: str = "auto", hosts: int | None =
     return summary
 
 
+def _keep_streamed(plan: RunPlan, batches: list, progress: dict | None, d: Path | None,
+                   argv: list[str] | None) -> dict[str, int]:
+    """Write a lost host's streamed (rows, tokens) batches to ``d`` as its Parquet files (the
+    same columns and metadata its own sink writes); return how many rows and token records."""
+    n_rows = sum(len(r) for r, _ in batches)
+    n_tokens = sum(len(t) for _, t in batches)
+    if d is not None and n_rows and progress and progress.get("t0_ns"):
+        from lens.engine.runner import metadata, target_info
+        from lens.output.parquet import ParquetSink
+
+        meta = metadata(plan, argv, False)
+        meta["t0_unix_ns"] = progress["t0_unix_ns"]
+        meta["partial"] = "host lost mid-run: the rows it streamed before its loss"
+        d.mkdir(parents=True, exist_ok=True)
+        sink = ParquetSink(d, progress["t0_ns"], meta, targets=[target_info(plan)],
+                           scenario=plan.scenario)
+        try:
+            for rows, tokens in batches:
+                if len(rows):
+                    sink.write_rows(rows)
+                if len(tokens):
+                    sink.write_tokens(tokens)
+        finally:
+            sink.close()
+    return {"rows": n_rows, "tokens": n_tokens}
+
+
 def _lost_report(plan: RunPlan, share: dict, lost: dict, progress: dict | None,
-                 start_unix_ns: int) -> dict:
-    """What a lost host missed: from its schedule and its last progress report."""
+                 start_unix_ns: int, kept: dict[str, int] | None = None) -> dict:
+    """What a lost host missed: from its schedule and its last progress report; ``kept``:
+    the rows (and token records) it had streamed, kept in the merged Parquet."""
     died_at_s = max(0.0, (lost["t_unix_ns"] - start_unix_ns) / 1e9)
     sent = progress["sent"] if progress else 0
+    kept = kept or {"rows": 0, "tokens": 0}
     out: dict[str, Any] = {"lost": lost["error"], "lost_at_s": round(died_at_s, 3),
-                           "sent_last_reported": sent, "rows_returned": 0}
+                           "sent_last_reported": sent, "rows_kept": kept["rows"],
+                           "token_records_kept": kept["tokens"],
+                           "worker_pids": (progress or {}).get("worker_pids", [])}
+    rows = (f"{kept['rows']} rows it measured before its loss are kept in the merged "
+            "Parquet (not in the merged summary's metrics)")
     if "offsets_ns" in share:
         after = int((share["offsets_ns"] >= int(died_at_s * 1e9)).sum())
         out["missed_requests"] = max(after, share["scheduled"] - sent)
         out["text"] = (f"it missed at least {after} and at most {share['scheduled'] - sent} "
-                       f"of its {share['scheduled']} scheduled requests; its "
-                       f"{sent} sent requests' rows are lost (returned at the end of a run)")
+                       f"of its {share['scheduled']} scheduled requests; {rows}")
     elif "scheduled" in share:
         out["missed_requests"] = share["scheduled"] - sent
         out["text"] = (f"it missed {share['scheduled'] - sent} of its {share['scheduled']} "
-                       "requests; the rows of those it sent are lost")
+                       f"requests; {rows}")
     else:
         left = max(0.0, (plan.duration_s or 0.0) - died_at_s)
         out["missed_user_s"] = round(share["users"] * left, 3)
-        out["text"] = (f"it missed {left:.1f} s of load from {share['users']} users; the rows "
-                       "of the requests it sent are lost")
+        out["text"] = f"it missed {left:.1f} s of load from {share['users']} users; {rows}"
     return out
 
 

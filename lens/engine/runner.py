@@ -47,6 +47,7 @@ class _Feed:
         self.sink = None
         self.results = None
         self.early: list[tuple[np.ndarray, np.ndarray]] = []
+        self.tap = None       # called with every drained batch (a distributed run's agent)
 
     def start(self, t0_ns: int, t0_unix_ns: int, target: dict) -> None:
         from lens.output.results import RunResults
@@ -75,6 +76,8 @@ class _Feed:
     def __call__(self, rows: np.ndarray, tokens: np.ndarray) -> None:
         rows = rows.view(ROW_DTYPE).reshape(-1)
         tokens = tokens.view(TOKEN_DTYPE).reshape(-1)
+        if self.tap is not None:
+            self.tap(rows, tokens)
         if self.results is None:
             self.early.append((rows, tokens))
         else:
@@ -133,12 +136,14 @@ def check_formats(formats: str | tuple[str, ...] | list[str] | None) -> tuple[st
 def execute(plan: RunPlan, out_dir: str | os.PathLike | None = None, *, on_tick=None,
             argv: list[str] | None = None, embedded: bool = False,
             cpus: list[int] | None = None, formats: tuple[str, ...] = DEFAULT_FORMATS,
-            live=None, t0_unix_ns: int | None = None) -> tuple[dict, Any, RunOutcome]:
+            live=None, t0_unix_ns: int | None = None,
+            on_batch=None) -> tuple[dict, Any, RunOutcome]:
     """Run a plan; write its files (``formats``: Parquet, CSV; summary.json always; html is
     the caller's, once every plan ran) to ``out_dir`` when given.
 
     ``live`` (a started ``lens.output.live.LiveMetrics``) gets the plan's live results.
     ``t0_unix_ns``: the agreed wall-clock start of a distributed run (lens.distributed).
+    ``on_batch(rows, tokens)``: also gets every drained batch (structured arrays, copies).
     Returns ``(summary, results, outcome)``.
     """
     from lens.output.summary import build_summary, write_summary
@@ -155,6 +160,7 @@ def execute(plan: RunPlan, out_dir: str | os.PathLike | None = None, *, on_tick=
                            f"{e.strerror}") from e
     with ExitStack() as stack:
         feed = _Feed(plan, out, meta, formats, live)
+        feed.tap = on_batch
         stack.callback(feed.close)
         sup = Supervisor(plan, feed, on_tick=None, cpus=cpus, t0_unix_ns=t0_unix_ns)
         target = target_info(plan)

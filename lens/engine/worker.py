@@ -775,10 +775,43 @@ class Worker:
         # by the sweep
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int | None) -> bool:
+    """Linux: have the kernel send this process SIGTERM when its parent dies; exit now if
+    the parent (``parent_pid``) already died before that was set. Elsewhere a no-op.
+
+    A worker whose supervisor is killed (SIGKILL, a Ray agent killed) would otherwise keep
+    running as an orphan. Returns whether the death signal is armed.
+    """
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)           # the parent died before the death signal was armed
+    return True
+
+
 def worker_main(plan: RunPlan, index: int, workers: int, row_ring: str, token_ring: str,
                 pipe, cpu: int | None = None) -> None:
     """Process entry point of worker ``index`` (spawned by the supervisor)."""
+    import multiprocessing as mp
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the parent coordinates shutdown
+    # SIGTERM ends a worker at once (the supervisor's terminate(), the parent's death)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    parent = mp.parent_process()
+    die_with_parent(parent.pid if parent is not None else None)
     if cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {cpu})
     import uvloop

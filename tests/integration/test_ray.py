@@ -9,6 +9,7 @@ import threading
 import time
 
 import numpy as np
+import psutil
 import pyarrow.parquet as pq
 import pytest
 
@@ -96,12 +97,24 @@ def test_open_loop_is_split_and_merged_exactly(cluster, mock, tmp_path):
 
 
 def test_killed_host_is_reported(cluster, mock, tmp_path):
-    p = plan(mock.url, rps=20.0, duration_s=4.0)
+    # 1.5 s answers: when its agent dies, a worker has requests in flight (which, without
+    # the parent-death signal, it would finish for a 2 s grace as an orphan)
+    p = plan(mock.url, rps=20.0, duration_s=4.0, max_tokens=1500)
+
+    orphans: dict[str, list[int]] = {}
 
     def kill_later(agents):
         def kill():
-            time.sleep(LEAD_S + 1.5)
+            time.sleep(LEAD_S + 3.0)
+            before = _workers()
             ray.kill(agents[1], no_restart=True)
+            time.sleep(0.5)
+            # the killed agent's workers: those whose parent is gone; 1.5 s after the kill
+            # none may still run
+            orphans["pids"] = [pid for pid, ppid in before.items()
+                               if not psutil.pid_exists(ppid)]
+            time.sleep(1.0)
+            orphans["alive"] = [pid for pid in orphans["pids"] if _alive_worker(pid)]
         threading.Thread(target=kill, daemon=True).start()
 
     t = time.monotonic()
@@ -112,12 +125,42 @@ def test_killed_host_is_reported(cluster, mock, tmp_path):
     dist = summary["metadata"]["distributed"]
     assert dist["hosts_lost"] == [1]
     lost = dist["host_details"][1]
-    assert "lost" in lost and 1.0 <= lost["lost_at_s"] <= 3.5
+    assert "lost" in lost and 2.5 <= lost["lost_at_s"] <= 4.0
     share = host_share(p, 1, 2)["scheduled"]
     assert lost["scheduled"] == share
     assert 0 < lost["missed_requests"] <= share
     assert "host 1" in summary["metadata"]["hosts_lost"][0]
     # host 0's rows are all there
-    rows = pq.read_table(tmp_path / "requests.parquet").to_pandas()
-    rows = rows[~rows["warmup"]]
-    assert len(rows) == res["counts"]["sent"] == host_share(p, 0, 2)["scheduled"]
+    every = pq.read_table(tmp_path / "requests.parquet").to_pandas()
+    rows = every[~every["warmup"]]
+    host0 = rows[rows["worker"] // p.cores == 0]
+    assert len(host0) == res["counts"]["sent"] == host_share(p, 0, 2)["scheduled"]
+    # and the rows host 1 measured (and streamed) before it was killed are kept
+    host1 = rows[rows["worker"] // p.cores == 1]
+    assert 0 < len(host1) <= share
+    assert (every["worker"] // p.cores == 1).sum() == lost["rows_kept"]   # warm-up rows too
+    assert (host1["request_id"] % 2 == 1).all() and host1["request_id"].is_unique
+    assert lost["rows_kept"] <= lost["sent_last_reported"]
+    # the killed agent's worker processes die with it (no orphans)
+    assert len(lost["worker_pids"]) == p.cores
+    assert sorted(orphans["pids"]) == sorted(lost["worker_pids"])
+    assert orphans["alive"] == []
+
+
+def _workers() -> dict[int, int]:
+    """Running multiprocessing (spawn) processes: pid → parent pid."""
+    out = {}
+    for proc in psutil.process_iter(["pid", "ppid", "cmdline"]):
+        if any("spawn_main" in a for a in proc.info["cmdline"] or ()):
+            out[proc.info["pid"]] = proc.info["ppid"]
+    return out
+
+
+def _alive_worker(pid: int) -> bool:
+    """Whether ``pid`` is still a running (not zombie) multiprocessing worker."""
+    try:
+        proc = psutil.Process(pid)
+        return (proc.status() != psutil.STATUS_ZOMBIE
+                and any("spawn_main" in a for a in proc.cmdline()))
+    except psutil.Error:
+        return False

@@ -1,13 +1,19 @@
 """lens.distributed without a cluster: the host split, the CLI checks, the missing-Ray message."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
+import time
 
+import psutil
 import pytest
 
 from lens.cli import main
 from lens.distributed.driver import host_share, require_ray
 from lens.engine.plan import RunPlan
+from lens.engine.worker import die_with_parent
 from lens.errors import ConfigError
 from lens.workload.arrivals import arrival_offsets_ns
 
@@ -45,3 +51,51 @@ def cli(argv, capsys) -> int:
     with pytest.raises(SystemExit) as e:
         main(argv)
     return e.value.code
+
+
+CHILD = ("import sys, time; from lens.engine.worker import die_with_parent; "
+         "armed = die_with_parent(int(sys.argv[1])); print(armed, flush=True); time.sleep(60)")
+MIDDLE = ("import os, subprocess, sys; c = subprocess.Popen([sys.executable, '-c', sys.argv[1], "
+          "str(os.getpid())], stdout=subprocess.PIPE, text=True); print(c.pid, flush=True); "
+          "print(c.stdout.readline().strip(), flush=True); import time; time.sleep(60)")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_worker_dies_with_its_parent():
+    """A process armed by die_with_parent gets SIGTERM when its parent is SIGKILLed."""
+    with subprocess.Popen([sys.executable, "-c", MIDDLE, CHILD], stdout=subprocess.PIPE,
+                          text=True) as middle:
+        _kill_middle_and_wait_for_child(middle)
+
+
+def _kill_middle_and_wait_for_child(middle: subprocess.Popen) -> None:
+    try:
+        pid = int(middle.stdout.readline())
+        assert middle.stdout.readline().strip() == "True"
+        child = psutil.Process(pid)
+        os.kill(middle.pid, signal.SIGKILL)
+        middle.wait(5)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            try:
+                if child.status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.05)
+        else:
+            child.kill()
+            pytest.fail("the child outlived its parent")
+    finally:
+        middle.kill()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_worker_exits_if_its_parent_died_before_arming():
+    r = subprocess.run([sys.executable, "-c", CHILD, "-1"], capture_output=True, timeout=30)
+    assert r.returncode == 1 and r.stdout == b""
+
+
+def test_die_with_parent_is_a_noop_elsewhere(monkeypatch):
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert die_with_parent(os.getppid()) is False

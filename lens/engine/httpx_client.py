@@ -139,15 +139,7 @@ class HttpxClient:
                             break
             dec.commit()
             if err == E.OK:
-                if status < 200 or status >= 300:
-                    err = E.HTTP_STATUS
-                    w._note_error(f"http_{status}", dec.excerpt)
-                elif dec.error_seen:
-                    err = E.STREAM_ERROR
-                    w._note_error("stream_error", dec.excerpt)
-                elif dec.bad_lines or dec.bad_events:
-                    err = E.PROTOCOL
-                    w._note_error("protocol", protocol_detail(0, dec, w.plan.max_event_bytes))
+                err = w.judge_complete(status, dec)
         except asyncio.CancelledError:
             rec.set(slot, STATUS, status)
             raise

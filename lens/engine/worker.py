@@ -338,17 +338,7 @@ class Worker:
         if status:      # a response began: its decoder holds this request's figures
             dec.commit()
         if code == DONE_OK:
-            if status < 200 or status >= 300:
-                err = E.HTTP_STATUS
-                self._note_error(f"http_{status}", dec.excerpt)
-            elif dec.error_seen:
-                err = E.STREAM_ERROR
-                self._note_error("stream_error", dec.excerpt)
-            elif dec.bad_lines or dec.bad_events:
-                err = E.PROTOCOL
-                self._note_error("protocol", protocol_detail(0, dec, self.plan.max_event_bytes))
-            else:
-                err = E.OK
+            err = self.judge_complete(status, dec)
         elif code == FAIL_RESET:
             err = E.RESET
             self._note_error("reset", "the connection closed before the response head"
@@ -477,6 +467,20 @@ class Worker:
         if self.t0 and not self.load_done and self.plan.mode == "closed":
             self._closed_next()
         self._check_done()
+
+    def judge_complete(self, status: int, dec) -> int:
+        """Return the error kind of a response read to its end (OK, HTTP_STATUS,
+        STREAM_ERROR or PROTOCOL), keeping a sample of a failure. Both clients call it."""
+        if status < 200 or status >= 300:
+            self._note_error(f"http_{status}", dec.excerpt)
+            return E.HTTP_STATUS
+        if dec.error_seen:
+            self._note_error("stream_error", dec.excerpt)
+            return E.STREAM_ERROR
+        if dec.bad_lines or dec.bad_events:
+            self._note_error("protocol", protocol_detail(0, dec, self.plan.max_event_bytes))
+            return E.PROTOCOL
+        return E.OK
 
     def _note_error(self, key: str, text: str | bytes) -> None:
         """Keep ``text`` (bytes: a body excerpt) as one of the first MAX_ERROR_SAMPLES samples

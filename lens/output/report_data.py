@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,33 +94,47 @@ def read_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
     Raises ``ConfigError`` naming the file when the directory or file is missing, is not
     JSON, or is not a ``lens-fast/summary/1`` summary.
     """
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"{str(p)!r} does not exist; give the --output folder of a "
-                          "lens-fast run (it holds summary.json)")
-    f = p / "summary.json" if p.is_dir() else p
-    try:
-        data = orjson.loads(f.read_bytes())
-    except FileNotFoundError:
+    def missing(p: Path) -> ConfigError:
         if (p / "sweep.json").exists():    # lens.output.report_sweep reads it
             steps = sorted(x.name for x in (p / "steps").glob("*") if x.is_dir())
-            raise ConfigError(f"{str(p)!r} holds a sweep (sweep.json), not one run's "
-                              "summary.json; `lens-fast report` draws the sweep, and one of "
-                              "its steps with: lens-fast report "
-                              f"{p / 'steps' / (steps[-1] if steps else 'NAME')}") from None
-        raise ConfigError(f"no summary.json in {str(p)!r}; expected the folder a lens-fast "
-                          "run wrote (summary.json, requests.parquet, tokens.parquet)") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read {str(f)!r}: {e.strerror}") from None
-    except orjson.JSONDecodeError as e:
-        raise ConfigError(f"{str(f)!r} is not valid JSON ({e}); expected the summary.json a "
-                          "lens-fast run wrote") from None
+            return ConfigError(f"{str(p)!r} holds a sweep (sweep.json), not one run's "
+                               "summary.json; `lens-fast report` draws the sweep, and one of "
+                               "its steps with: lens-fast report "
+                               f"{p / 'steps' / (steps[-1] if steps else 'NAME')}")
+        return ConfigError(f"no summary.json in {str(p)!r}; expected the folder a lens-fast "
+                           "run wrote (summary.json, requests.parquet, tokens.parquet)")
+
+    f, data = read_document(path, "summary.json", "run", missing)
     if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(
             data.get("scenarios"), list):
         got = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise ConfigError(f"{str(f)!r} is not a lens-fast summary (schema {got!r}, expected "
                           f"{SCHEMA!r} with a scenarios list)")
     return data
+
+
+def read_document(path: RunPath, name: str, what: str,
+                  missing: Callable[[Path], ConfigError]) -> tuple[Path, Any]:
+    """Read the JSON file ``name`` of the --output folder of a lens-fast ``what`` (run,
+    sweep), or the file itself; return ``(file, document)``.
+
+    ``missing(folder)`` gives the error for a folder without the file; a path that does not
+    exist, an unreadable file and invalid JSON each raise one ``ConfigError`` naming it.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{str(p)!r} does not exist; give the --output folder of a "
+                          f"lens-fast {what} (it holds {name})")
+    f = p / name if p.is_dir() else p
+    try:
+        return f, orjson.loads(f.read_bytes())
+    except FileNotFoundError:
+        raise missing(p) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {str(f)!r}: {e.strerror}") from None
+    except orjson.JSONDecodeError as e:
+        raise ConfigError(f"{str(f)!r} is not valid JSON ({e}); expected the {name} a "
+                          f"lens-fast {what} wrote") from None
 
 
 def load_run(run_dir: RunPath | Sequence[RunPath]) -> Run:

@@ -41,6 +41,7 @@ import orjson
 
 from lens.errors import ConfigError
 from lens.output.report import COLOURS, Plot, _layout, _unit, page_html, sections_html
+from lens.output.report_data import read_document
 from lens.output.summary import redact_secrets
 
 __all__ = ["SCHEMA", "SYMBOLS", "SweepData", "is_sweep", "load_sweep", "print_sweep",
@@ -111,21 +112,9 @@ def load_sweep(path: str | os.PathLike[str]) -> SweepData:
     Raises one ``ConfigError`` naming the file when it is missing, is not JSON, is not a
     ``lens-fast/sweep/1`` document, or lacks a part the report draws (naming the part).
     """
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"{str(p)!r} does not exist; give the --output folder of a "
-                          "lens-fast sweep (it holds sweep.json)")
-    f = p if p.is_file() else p / "sweep.json"
-    try:
-        doc = orjson.loads(f.read_bytes())
-    except FileNotFoundError:
-        raise ConfigError(f"no sweep.json in {str(p)!r}; expected the --output folder of a "
-                          "lens-fast sweep (sweep.json, steps/)") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read {str(f)!r}: {e.strerror}") from None
-    except orjson.JSONDecodeError as e:
-        raise ConfigError(f"{str(f)!r} is not valid JSON ({e}); expected the sweep.json a "
-                          "lens-fast sweep wrote") from None
+    f, doc = read_document(path, "sweep.json", "sweep", lambda p: ConfigError(
+        f"no sweep.json in {str(p)!r}; expected the --output folder of a lens-fast sweep "
+        "(sweep.json, steps/)"))
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
         raise ConfigError(f"{str(f)!r} is not a lens-fast sweep (schema {got!r}, expected "
@@ -162,7 +151,7 @@ def load_sweep(path: str | os.PathLike[str]) -> SweepData:
         _check(res, key, kind, "result.", f)
     if res.get("knee") is not None:
         _check(res["knee"], "rate", "num", "result.knee.", f)
-    return SweepData(p.parent if p.is_file() else p, doc["metadata"], doc["settings"],
+    return SweepData(f.parent, doc["metadata"], doc["settings"],
                      doc["slo"], res, doc["curve"], doc["steps"])
 
 

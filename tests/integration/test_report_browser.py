@@ -62,6 +62,24 @@ def browse(page: str, tmp_path, *extra: str) -> subprocess.CompletedProcess:
          f"file://{page}"], capture_output=True, text=True, timeout=60)
 
 
+def render(page: str, tmp_path) -> tuple[subprocess.CompletedProcess, str, dict[str, str]]:
+    """Open a report page in Chromium with RECORDER; assert it loaded without console errors.
+
+    Returns the browser process, the rendered DOM and the plot cards by their title.
+    """
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("<head>", "<head>" + RECORDER, 1))
+    b = browse(str(probe), tmp_path, "--dump-dom")
+    assert b.returncode == 0, b.stderr[-2000:]
+    dom = b.stdout
+    console = json.loads(re.search(r'<pre id="lens-console">(.*?)</pre>', dom, re.S).group(1)
+                         .replace("&quot;", '"').replace("&amp;", "&"))
+    assert console == ["loaded"], f"console errors in the report: {console}"
+    cards = dom[dom.index("<main>"):].split('<div class="card">')[1:]
+    plots = {re.search(r"<h3>(.*?)</h3>", c).group(1): c for c in cards if 'id="plot' in c}
+    return b, dom, plots
+
+
 def test_report_renders_in_chromium(tmp_path):
     chromium()                                        # no browser: fail before the run
     out = tmp_path / "run"
@@ -79,19 +97,10 @@ def test_report_renders_in_chromium(tmp_path):
     assert n_plots == 10, "every plot of a run with Parquet files is drawn"
     assert "Not drawn" not in page
 
-    probe = tmp_path / "probe.html"
-    probe.write_text(page.replace("<head>", "<head>" + RECORDER, 1))
-    b = browse(str(probe), tmp_path, "--dump-dom")
-    assert b.returncode == 0, b.stderr[-2000:]
-    dom = b.stdout
-    console = json.loads(re.search(r'<pre id="lens-console">(.*?)</pre>', dom, re.S).group(1)
-                         .replace("&quot;", '"').replace("&amp;", "&"))
-    assert console == ["loaded"], f"console errors in the report: {console}"
+    b, dom, plots = render(page, tmp_path)
     assert "Uncaught" not in b.stderr, b.stderr[-2000:]
 
     assert len(re.findall(r'class="main-svg"', dom)) >= n_plots
-    cards = dom[dom.index("<main>"):].split('<div class="card">')[1:]
-    plots = {re.search(r"<h3>(.*?)</h3>", c).group(1): c for c in cards if 'id="plot' in c}
     assert len(plots) == n_plots
     for title, p in plots.items():
         assert 'class="js-plotly-plot"' in p, f"{title}: not drawn"
@@ -123,16 +132,7 @@ def test_sweep_report_renders_in_chromium(tmp_path):
     assert len(figs) == 4 and "Not drawn" not in page
     assert all(f["layout"]["shapes"][0]["x0"] == 40.0 for f in figs)
 
-    probe = tmp_path / "probe.html"
-    probe.write_text(page.replace("<head>", "<head>" + RECORDER, 1))
-    b = browse(str(probe), tmp_path, "--dump-dom")
-    assert b.returncode == 0, b.stderr[-2000:]
-    dom = b.stdout
-    console = json.loads(re.search(r'<pre id="lens-console">(.*?)</pre>', dom, re.S).group(1)
-                         .replace("&quot;", '"').replace("&amp;", "&"))
-    assert console == ["loaded"], f"console errors in the report: {console}"
-    cards = dom[dom.index("<main>"):].split('<div class="card">')[1:]
-    plots = {re.search(r"<h3>(.*?)</h3>", c).group(1): c for c in cards if 'id="plot' in c}
+    _, dom, plots = render(page, tmp_path)
     assert list(plots) == ["TTFT vs offered rate", "E2E vs offered rate",
                            "Throughput vs offered rate",
                            "Error rate vs offered rate (failed, dropped, cancelled)"]

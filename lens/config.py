@@ -94,6 +94,7 @@ class Config:
     tokenizer: str | None = None
     seed: int = 0
     live: dict | None = None            # output.prometheus_port, .pushgateway, .influx
+    ray: dict | None = None             # execution.ray: address, hosts, lead_s
 
     @property
     def base(self) -> Path:
@@ -271,7 +272,7 @@ def parse_config(data: Any, file: str = "config", env: Mapping[str, str] | None 
     tokenizer = c.str_(work["tokenizer"], "workload.tokenizer") if "tokenizer" in work else None
     seed = c.int_(work["seed"], "workload.seed", 0) if "seed" in work else 0
     ex = c.keys(top.get("execution") or {}, "execution",
-                ("max_concurrency", "cores", "retry", "rate_limit"))
+                ("max_concurrency", "cores", "retry", "rate_limit", "ray"))
     max_conc = (c.int_(ex["max_concurrency"], "execution.max_concurrency")
                 if "max_concurrency" in ex else None)
     cores = c.int_(ex["cores"], "execution.cores") if "cores" in ex else None
@@ -287,8 +288,9 @@ def parse_config(data: Any, file: str = "config", env: Mapping[str, str] | None 
                  ("export", "prometheus_port", "pushgateway", "influx"))
     exports = tuple(_export(c, e, i) for i, e in
                     enumerate(c.list_(out.get("export", []), "output.export", False)))
+    ray = _ray(c, ex["ray"]) if ex.get("ray") is not None else None
     return Config(file, targets, scenarios, max_conc, cores, retry, rate, exports, tokenizer,
-                  seed, _live(c, out))
+                  seed, _live(c, out), ray)
 
 
 def _target(c: _Checker, obj: Any, i: int) -> Target:
@@ -560,6 +562,24 @@ def _retry(c: _Checker, obj: Any) -> dict:
                 raise c.fail(f"{p}.retry_on[{j}]", x, "an HTTP status (429, 503, ...) or one "
                              "of connect, timeout, reset, 5xx")
     return d
+
+
+def _ray(c: _Checker, obj: Any) -> dict:
+    """``execution.ray``: run every plan on a Ray cluster (docs/ray.md)."""
+    p = "execution.ray"
+    d = c.keys(obj, p, ("address", "hosts", "lead_s"))
+    out: dict = {"address": c.str_(d.get("address", "auto"), f"{p}.address")}
+    if not out["address"].strip():
+        raise c.fail(f"{p}.address", out["address"], "auto or the Ray head's address "
+                     "(HOST:6379 or ray://HOST:10001)")
+    if "hosts" in d:
+        out["hosts"] = c.int_(d["hosts"], f"{p}.hosts")
+    if "lead_s" in d:
+        out["lead_s"] = c.num(d["lead_s"], f"{p}.lead_s")
+        if out["lead_s"] > 600:
+            raise c.fail(f"{p}.lead_s", out["lead_s"], "seconds before the agreed start, "
+                         "at most 600")
+    return out
 
 
 def _rate_limit(c: _Checker, obj: Any) -> dict:

@@ -8,10 +8,18 @@ run does: its own worker processes, its own shared-memory rings, its own Parquet
 handlers), so the actor keeps Ray's default of one call at a time; progress goes out through
 the driver's ``Collector`` instead of a second call into the agent.
 
-Rows stream too: every drained batch (request rows and token records, the structured arrays
+Rows stream too: every drained batch (request rows and token stamps, the structured arrays
 the host's own results get) is buffered and sent to the ``Collector`` with each progress
-report (about once a second), so the rows of a host lost mid-run survive it. A host that
-finishes returns its own Parquet files as before; the driver uses those, not the stream.
+report (about twice a second), and the driver takes them out of it each time round its loop
+(``lens.distributed.stream``), so the rows of a host lost mid-run survive it and the driver
+shows live figures. After the run the agent sends what is left, and waits until the collector
+has it, before it returns; a host that finishes returns its own Parquet files as well, and
+the driver uses those for its rows.
+
+Stopping: the collector's reply to a report carries the driver's stop request (a Ctrl-C or
+SIGTERM in the driver). The agent reads the reply of its previous report without waiting,
+and, once asked, stops its supervisor as a signal would: no new requests, in-flight ones get
+their short grace, the host's summary is marked interrupted by that signal.
 """
 from __future__ import annotations
 
@@ -25,31 +33,34 @@ from typing import Any
 
 __all__ = ["Collector", "HostAgent"]
 
-PROGRESS_PERIOD_S = 1.0
+PROGRESS_PERIOD_S = 0.5
 
 
 class Collector:
-    """Receive each host's progress (sent, in flight, dropped), as last reported, and the
-    rows it streamed (kept until the driver drops them: a host that finished has its files)."""
+    """Relay from the hosts to the driver: each host's last progress report and the batches it
+    streamed since the driver last took them; and the driver's stop request."""
 
     def __init__(self) -> None:
         self.last: dict[int, dict] = {}
         self.batches: dict[int, list[tuple[Any, Any]]] = {}
+        self.stopping: str | None = None
 
-    def report(self, host: int, item: dict, rows: Any = None, tokens: Any = None) -> None:
+    def report(self, host: int, item: dict, rows: Any = None, tokens: Any = None
+               ) -> str | None:
+        """Take one host's report; return the stop request (a signal's name) or None."""
         self.last[host] = item
         if rows is not None and (len(rows) or len(tokens)):
             self.batches.setdefault(host, []).append((rows, tokens))
+        return self.stopping
 
-    def get(self) -> dict[int, dict]:
-        return self.last
+    def take(self) -> tuple[dict[int, dict], dict[int, list[tuple[Any, Any]]]]:
+        """Return (the last report of each host, the batches streamed since the last take)."""
+        batches, self.batches = self.batches, {}
+        return dict(self.last), batches
 
-    def streamed(self, host: int) -> list[tuple[Any, Any]]:
-        """The (rows, tokens) batches ``host`` streamed, in order."""
-        return self.batches.get(host, [])
-
-    def drop(self, host: int) -> None:
-        self.batches.pop(host, None)
+    def stop(self, signal_name: str) -> None:
+        """Ask every host to stop (its next report's reply says so)."""
+        self.stopping = signal_name
 
 
 class HostAgent:
@@ -79,6 +90,7 @@ class HostAgent:
         to a temporary directory, removed once read.
         """
         import numpy as np
+        import ray
 
         from lens.engine.runner import execute
 
@@ -86,31 +98,49 @@ class HostAgent:
         last = [0.0]
         rows_buf: list[Any] = []
         tokens_buf: list[Any] = []
+        reply: list[Any] = []          # the ObjectRef of the last report's reply
 
         def on_batch(rows: Any, tokens: Any) -> None:   # once per drain, not per request
             if self.collector is not None:
                 rows_buf.append(rows)
                 tokens_buf.append(tokens)
 
-        def tick(elapsed: float, results: Any, sup: Any) -> None:
-            if self.collector is None or elapsed - last[0] < PROGRESS_PERIOD_S:
-                return
-            last[0] = elapsed
-            sent, in_flight, dropped = sup.counters()
+        def report(item: dict) -> Any:
             # the batches drained since the last report (both lists grow together)
             rows = np.concatenate(rows_buf) if rows_buf else None
             tokens = np.concatenate(tokens_buf) if tokens_buf else None
             rows_buf.clear()
             tokens_buf.clear()
-            self.collector.report.remote(self.host_index, {
+            item["t_unix_ns"] = time.time_ns()
+            return self.collector.report.remote(self.host_index, item, rows, tokens)
+
+        def tick(elapsed: float, results: Any, sup: Any) -> None:
+            if self.collector is None or elapsed - last[0] < PROGRESS_PERIOD_S:
+                return
+            last[0] = elapsed
+            if reply and ray.wait(reply, timeout=0)[0]:
+                stop = ray.get(reply[0])
+                if stop and sup.outcome.interrupted is None:
+                    sup.outcome.interrupted = stop      # as if the signal had come here
+                    sup.stop()
+            sent, in_flight, dropped = sup.counters()
+            reply[:] = [report({
                 "elapsed_s": round(elapsed, 3), "sent": sent, "in_flight": in_flight,
-                "dropped": dropped, "t_unix_ns": time.time_ns(),
-                "t0_ns": sup.outcome.t0_ns, "t0_unix_ns": sup.outcome.t0_unix_ns,
-                "worker_pids": [w.process.pid for w in sup.workers]}, rows, tokens)
+                "dropped": dropped, "t0_ns": sup.outcome.t0_ns,
+                "t0_unix_ns": sup.outcome.t0_unix_ns,
+                "worker_pids": [w.process.pid for w in sup.workers]})]
 
         c0 = os.times()
         summary, _, outcome = execute(plan, d, on_tick=tick, t0_unix_ns=start_unix_ns,
                                       formats=("parquet", "json"), on_batch=on_batch)
+        if self.collector is not None:
+            # the rest of the stream, received by the collector before this call returns
+            counts = summary["scenarios"][0]["results"][0]["counts"]
+            ray.get(report({"elapsed_s": round((outcome.t_end_ns - outcome.t0_ns) / 1e9, 3),
+                            "sent": counts["sent"], "in_flight": 0,
+                            "dropped": counts["dropped"], "t0_ns": outcome.t0_ns,
+                            "t0_unix_ns": outcome.t0_unix_ns, "final": True,
+                            "worker_pids": [w.get("pid") for w in outcome.workers]}))
         c1 = os.times()
         # this agent's CPU and its (reaped) worker processes': the host's cost of the run
         cpu_s = sum(c1[:4]) - sum(c0[:4])

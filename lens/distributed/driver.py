@@ -12,16 +12,24 @@
    host's client health, the clock offset bound and any host lost mid-run with the share of
    the schedule it missed.
 
-A host agent returns its Parquet files when its run ends, and streams its rows to the
-driver's collector while it runs (about once a second). One source per host, never both: a
-host that finishes contributes its files; for a host lost mid-run the driver writes the rows
-it had streamed (what it measured until at most ~1 s before its loss) into ``hosts/NN/`` and
-so into the merged Parquet, and ``host_details`` says how many were kept.
+A host agent returns its Parquet files and summary when its run ends, and streams its rows
+to the driver while it runs (``lens.distributed.stream``: about twice a second, never more
+than about a second of rows held in between). The stream feeds the live progress line and
+live metrics. One source per host in the outputs, never both: a host that finishes
+contributes its own files and summary; for a host lost mid-run (or stopped by a second
+Ctrl-C) the driver writes the rows it had streamed (what it measured until at most ~0.5 s
+before its loss) into ``hosts/NN/``, and their figures into the merged summary, and
+``host_details`` says how many were kept.
+
+Ctrl-C or SIGTERM in the driver asks every host to stop (the collector's reply to its next
+report): each stops as a local run does on a signal and returns its outputs, which are
+merged and marked interrupted.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,13 +37,17 @@ from typing import Any
 
 import numpy as np
 
+from lens._core import now_ns
+from lens.distributed.stream import HostStream, HostsView
 from lens.engine.plan import RunPlan
-from lens.errors import ConfigError, RunError
+from lens.errors import ConfigError
 
 __all__ = ["DEFAULT_LEAD_S", "require_ray", "run_distributed"]
 
 DEFAULT_LEAD_S = 5.0        # agents spawn workers, probe and open pools before the start
 PINGS = 5
+TAKE_PERIOD_S = 0.25        # the driver takes the streamed rows and shows progress this often
+STOP_GRACE_S = 10.0         # after a stop request, hosts still running then are killed
 
 
 def require_ray():
@@ -50,9 +62,20 @@ def require_ray():
 
 def connect(address: str):
     """Connect to Ray (``auto``: the running cluster, else a local one); return ``ray``."""
+    from lens.engine import interrupts
+
     ray = require_ray()
     if ray.is_initialized():
         return ray
+    try:
+        _init(ray, address)
+    finally:
+        if interrupts.installed():
+            interrupts.install()     # ray.init replaces the SIGTERM handler: record it again
+    return ray
+
+
+def _init(ray, address: str) -> None:
     kw: dict[str, Any] = {"log_to_driver": False, "logging_level": "WARNING"}
     if address == "auto":
         try:
@@ -66,7 +89,6 @@ def connect(address: str):
             raise ConfigError(f"--ray: cannot connect to the Ray cluster at {address!r} ({e}); "
                               "give the head's address (HOST:6379 or ray://HOST:10001) or "
                               "auto") from None
-    return ray
 
 
 def host_share(plan: RunPlan, h: int, hosts: int) -> dict[str, Any]:
@@ -116,18 +138,25 @@ def _clock_offset(ray, agent) -> dict:
 def run_distributed(plan: RunPlan, *, address: str = "auto", hosts: int | None = None,
                     out_dir: str | os.PathLike | None = None, lead_s: float = DEFAULT_LEAD_S,
                     shared_dir: bool = False, argv: list[str] | None = None,
-                    on_started: Callable[[list], None] | None = None) -> dict:
+                    on_started: Callable[[list], None] | None = None,
+                    on_progress: Callable[[float, int, Any], None] | None = None,
+                    live: Any = None, stop_grace_s: float = STOP_GRACE_S) -> dict:
     """Run ``plan`` on ``hosts`` Ray nodes (None: every node with ``plan.cores`` CPUs); write
     the merged outputs to ``out_dir``.
 
     ``shared_dir``: ``out_dir`` is on a file system every node mounts; hosts write their files
     under ``out_dir/hosts/NN/`` themselves instead of returning them through Ray.
     ``on_started(agents)`` is called once every host runs (tests use it to kill one).
+    ``on_progress(elapsed_s, sent, view)`` is called about 4 times a second with the seconds
+    since the agreed start, the requests the hosts sent and a ``HostsView`` of the streamed
+    results (its ``counts()``, ``in_flight``, ``histogram(name)``).
+    ``live``: a started ``LiveMetrics``; it gets the hosts' streamed results.
+    A Ctrl-C or SIGTERM (recorded by ``lens.engine.interrupts``, or a KeyboardInterrupt) asks
+    every host to stop; hosts not done ``stop_grace_s`` later, or at a second one, are killed
+    and keep the rows they streamed. The outputs are written either way, marked interrupted.
     Returns the merged summary; ``metadata.distributed`` says how each host went.
     """
     from lens.distributed.agent import Collector, HostAgent
-    from lens.distributed.merge import merge_parquet, merge_summaries
-    from lens.output.summary import write_summary
 
     if hosts is not None and hosts < 1:
         raise ConfigError(f"--hosts must be >= 1 (got {hosts})")
@@ -148,118 +177,194 @@ def run_distributed(plan: RunPlan, *, address: str = "auto", hosts: int | None =
     infos = ray.get([a.info.remote() for a in agents])
     clocks = [_clock_offset(ray, a) for a in agents]
     start = time.time_ns() + int(lead_s * 1e9)
+    plans = [dataclasses.replace(plan, host_index=h, hosts=hosts) for h in range(hosts)]
     refs = []
     for h, a in enumerate(agents):
-        p = dataclasses.replace(plan, host_index=h, hosts=hosts)
         d = str(out / "hosts" / f"{h:02d}") if shared_dir and out is not None else None
-        refs.append(a.run.remote(p, start + clocks[h]["offset_ns"], d, not shared_dir))
+        refs.append(a.run.remote(plans[h], start + clocks[h]["offset_ns"], d, not shared_dir))
     if on_started is not None:
         on_started(agents)
+    with tempfile.TemporaryDirectory(prefix=".lens-stream-",
+                                     dir=out if out is not None else None) as spool:
+        streams = [HostStream(p, Path(spool)) for p in plans]
+        view = HostsView(streams, now_ns() - (time.time_ns() - start), start, plan.scenario)
+        if live is not None:
+            live.begin({"scenario": plan.scenario, "provider": plan.provider,
+                        "model": plan.model}, start)
+        try:
+            results, lost, interrupted = _wait(ray, refs, agents, collector, streams, view,
+                                               start, on_progress, live, stop_grace_s)
+            return _finish(plan, plans, out, argv, address, lead_s, start, infos, clocks,
+                           results, lost, interrupted, streams, view, live)
+        finally:
+            for s in streams:
+                s.close()
+
+
+def _signals(n0: int, kb: int) -> tuple[int, str | None]:
+    """Interrupts since the wait began (``n0`` recorded before it by ``lens.engine.interrupts``)
+    plus ``kb`` KeyboardInterrupts; and the first one's name."""
+    from lens.engine import interrupts
+
+    n = interrupts.count() - n0 + kb
+    return n, (interrupts.pending() or "SIGINT") if n else None
+
+
+def _wait(ray, refs: list, agents: list, collector, streams: list[HostStream],
+          view: HostsView, start: int, on_progress, live, stop_grace_s: float):
+    """Wait for every host: take the streamed rows and progress, stop on an interrupt.
+
+    Returns ``(results, lost, interrupted)``: each finished host's result, each lost (or
+    killed) host's reason, and the interrupting signal's name (None without one).
+    """
     results: dict[int, dict] = {}
     lost: dict[int, dict] = {}
-    pending = dict(zip(refs, range(hosts), strict=True))
-    try:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+    pending = dict(zip(refs, range(len(refs)), strict=True))
+    from lens.engine import interrupts
+
+    interrupted = None
+    deadline = None
+    kb = 0
+    n0 = 0 if interrupts.installed() else interrupts.count()   # lens-fast run: from its start
+    last_progress = 0.0
+    while pending:
+        try:
+            done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=TAKE_PERIOD_S)
+            _take(ray, collector, streams, view)
             for ref in done:
                 h = pending.pop(ref)
                 try:
                     results[h] = ray.get(ref)
-                    collector.drop.remote(h)      # its own files replace what it streamed
                 except ray.exceptions.RayError as e:
                     lost[h] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}",
                                "t_unix_ns": time.time_ns()}
-    except KeyboardInterrupt:
-        for a in agents:
-            ray.kill(a)
-        raise
-    progress = ray.get(collector.get.remote())
-    if not results:
-        raise RunError(f"every host of the distributed run was lost: "
-                       f"{'; '.join(v['error'] for v in lost.values())}")
+            if done:
+                _take(ray, collector, streams, view)   # a finished host's last rows
+        except KeyboardInterrupt:
+            kb += 1
+        if live is not None:
+            live.update(view)
+        now = time.monotonic()
+        if on_progress is not None and now - last_progress >= 0.25:
+            last_progress = now
+            on_progress((time.time_ns() - start) / 1e9, view.sent, view)
+        n, sig = _signals(n0, kb)
+        if n and interrupted is None:
+            interrupted = sig
+            collector.stop.remote(sig)
+            # a host still before the agreed start stops at its first report after it
+            deadline = now + stop_grace_s + max(0.0, (start - time.time_ns()) / 1e9)
+        if pending and interrupted and (n >= 2 or now > deadline):
+            why = ("a second interrupt" if n >= 2 else
+                   f"still running {stop_grace_s:g} s after the stop request")
+            for h in pending.values():
+                ray.kill(agents[h], no_restart=True)
+                lost[h] = {"error": f"stopped by the driver: {why}", "stopped": True,
+                           "t_unix_ns": time.time_ns()}
+            pending.clear()
+            _take(ray, collector, streams, view)
+    return results, lost, interrupted
 
+
+def _take(ray, collector, streams: list[HostStream], view: HostsView) -> None:
+    """Move the rows streamed since the last call from the collector into the host streams."""
+    progress, batches = ray.get(collector.take.remote())
+    view.take(progress)
+    for h, items in batches.items():
+        s = streams[h]
+        if s.results is None:
+            p = progress.get(h) or {}
+            s.start(p.get("t0_ns") or 0, p.get("t0_unix_ns") or view.t0_unix_ns)
+        for rows, tokens in items:
+            s.add(rows, tokens)
+
+
+def _finish(plan: RunPlan, plans: list[RunPlan], out: Path | None, argv, address: str,
+            lead_s: float, start: int, infos: list, clocks: list, results: dict, lost: dict,
+            interrupted: str | None, streams: list[HostStream], view: HostsView,
+            live) -> dict:
+    """Merge: each finished host's own summary and files; each lost host's streamed ones."""
+    from lens.distributed.merge import merge_parquet, merge_summaries
+    from lens.engine.runner import metadata
+    from lens.output.summary import build_summary, write_summary
+
+    hosts = len(plans)
+    progress = view.progress
+    summaries: list[dict] = []
     host_meta = []
+    host_dirs = []
     for h in range(hosts):
         hm: dict[str, Any] = {"index": h, "hostname": infos[h]["hostname"],
                               "node_id": infos[h]["node_id"], "workers": plan.cores,
                               "clock_offset_ms": round(clocks[h]["offset_ns"] / 1e6, 3),
                               "clock_offset_bound_ms": round(clocks[h]["bound_ns"] / 1e6, 3)}
         share = host_share(plan, h, hosts)
+        d = (out / "hosts" / f"{h:02d}") if out is not None else None
+        s = streams[h]
         if h in results:
             r = results[h]
             hm["start_late_ms"] = round(r["outcome"]["start_late_ms"], 3)
             hm["workers_died"] = r["outcome"]["died"]
             hm["cpu_s"] = r["outcome"].get("cpu_s")
             hm["sent"] = r["summary"]["scenarios"][0]["results"][0]["counts"]["sent"]
+            summaries.append(r["summary"])
+            s.drop()
+            if d is not None:
+                d.mkdir(parents=True, exist_ok=True)
+                for name, data in r["files"].items():
+                    (d / name).write_bytes(data)
+                write_summary(d / "summary.json", r["summary"])
+                host_dirs.append(d)
         else:
-            d = (out / "hosts" / f"{h:02d}") if out is not None else None
-            kept = _keep_streamed(dataclasses.replace(plan, host_index=h, hosts=hosts),
-                                  ray.get(collector.streamed.remote(h)), progress.get(h),
-                                  d, argv)
-            hm.update(_lost_report(plan, share, lost[h], progress.get(h), start, kept))
+            # what it streamed: its rows in the merged Parquet and its figures in the summary
+            if s.results is None:
+                s.start(0, start)
+            meta = metadata(plans[h], argv, False)
+            meta.update(t0_unix_ns=s.t0_unix_ns, interrupted=interrupted is not None,
+                        partial=f"{'stopped' if lost[h].get('stopped') else 'lost'} mid-run: "
+                                "the rows it streamed before")
+            if interrupted:
+                meta["interrupted_by"] = interrupted
+            s.results.client = {"worker_cpu_percent": [], "reasons": []}
+            summary = build_summary(s.results, meta)
+            summaries.append(summary)
+            hm.update(_lost_report(plan, share, lost[h], progress.get(h), start,
+                                   {"rows": s.rows, "tokens": s.tokens}))
+            hm["sent"] = summary["scenarios"][0]["results"][0]["counts"]["sent"]
+            if d is not None:
+                if s.rows:
+                    s.write_parquet(d, meta)
+                    host_dirs.append(d)
+                write_summary(d / "summary.json", summary)
         hm["scheduled"] = share.get("scheduled")
         host_meta.append(hm)
 
-    host_dirs = []
-    for h in range(hosts):
-        d = (out / "hosts" / f"{h:02d}") if out is not None else None
-        if d is None:
-            continue
-        if h in results:
-            d.mkdir(parents=True, exist_ok=True)
-            for name, data in results[h]["files"].items():
-                (d / name).write_bytes(data)
-            write_summary(d / "summary.json", results[h]["summary"])
-            host_dirs.append(d)
-        elif host_meta[h].get("rows_kept"):
-            host_dirs.append(d)       # the lost host's streamed rows (_keep_streamed)
     offs = [c["offset_ns"] for c in clocks]
     bound = (max(offs) - min(offs)) + 2 * max(c["bound_ns"] for c in clocks)
+    gone = sorted(h for h in lost if not lost[h].get("stopped"))
     dist = {
         "ray_address": address, "hosts": hosts, "workers_per_host": plan.cores,
         "workers": hosts * plan.cores, "start_unix_ns": start, "lead_s": lead_s,
         # how far apart two hosts' clocks (so their t0s and per-second series) may be
         "clock_offset_bound_ms": round(bound / 1e6, 3),
-        "hosts_lost": sorted(lost), "host_details": host_meta,
+        "hosts_lost": gone, "hosts_stopped": sorted(set(lost) - set(gone)),
+        "host_details": host_meta,
     }
-    alive = sorted(results)
     meta = {"command": " ".join(argv) if argv else None, "distributed": dist}
-    if lost:
+    if gone:
         meta["hosts_lost"] = [f"host {h} ({host_meta[h]['hostname']}) lost: "
-                              f"{host_meta[h]['text']}" for h in sorted(lost)]
-    summary = merge_summaries([results[h]["summary"] for h in alive],
-                              [host_meta[h] for h in alive], meta, plan.rps)
+                              f"{host_meta[h]['text']}" for h in gone]
+    summary = merge_summaries(summaries, host_meta, meta, plan.rps)
+    if interrupted:
+        summary["metadata"]["interrupted"] = True
+        summary["metadata"]["interrupted_by"] = interrupted
+    if live is not None:
+        view.in_flight = 0
+        live.end(view)
     if out is not None:
         dist["rows"] = merge_parquet(host_dirs, out)
         write_summary(out / "summary.json", summary)
     return summary
-
-
-def _keep_streamed(plan: RunPlan, batches: list, progress: dict | None, d: Path | None,
-                   argv: list[str] | None) -> dict[str, int]:
-    """Write a lost host's streamed (rows, tokens) batches to ``d`` as its Parquet files (the
-    same columns and metadata its own sink writes); return how many rows and token records."""
-    n_rows = sum(len(r) for r, _ in batches)
-    n_tokens = sum(len(t) for _, t in batches)
-    if d is not None and n_rows and progress and progress.get("t0_ns"):
-        from lens.engine.runner import metadata, target_info
-        from lens.output.parquet import ParquetSink
-
-        meta = metadata(plan, argv, False)
-        meta["t0_unix_ns"] = progress["t0_unix_ns"]
-        meta["partial"] = "host lost mid-run: the rows it streamed before its loss"
-        d.mkdir(parents=True, exist_ok=True)
-        sink = ParquetSink(d, progress["t0_ns"], meta, targets=[target_info(plan)],
-                           scenario=plan.scenario)
-        try:
-            for rows, tokens in batches:
-                if len(rows):
-                    sink.write_rows(rows)
-                if len(tokens):
-                    sink.write_tokens(tokens)
-        finally:
-            sink.close()
-    return {"rows": n_rows, "tokens": n_tokens}
 
 
 def _lost_report(plan: RunPlan, share: dict, lost: dict, progress: dict | None,
@@ -273,8 +378,8 @@ def _lost_report(plan: RunPlan, share: dict, lost: dict, progress: dict | None,
                            "sent_last_reported": sent, "rows_kept": kept["rows"],
                            "token_records_kept": kept["tokens"],
                            "worker_pids": (progress or {}).get("worker_pids", [])}
-    rows = (f"{kept['rows']} rows it measured before its loss are kept in the merged "
-            "Parquet (not in the merged summary's metrics)")
+    rows = (f"the {kept['rows']} rows it measured before are kept (merged Parquet and "
+            "summary)")
     if "offsets_ns" in share:
         after = int((share["offsets_ns"] >= int(died_at_s * 1e9)).sum())
         out["missed_requests"] = max(after, share["scheduled"] - sent)

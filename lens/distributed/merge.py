@@ -96,7 +96,7 @@ def merge_client(results: Sequence[dict], hosts: Sequence[dict], lag: dict) -> d
             reasons.append(f"{name}: its workers were ready {late:.0f} ms after the agreed "
                            "start; give the hosts a longer lead (lead_s)")
         per_host.append({"host": h["index"], "hostname": h.get("hostname"),
-                         "saturated": bool(c.get("saturated")),
+                         "saturated": bool(c.get("saturated")), "lost": "lost" in h,
                          "worker_cpu_percent": c.get("worker_cpu_percent", []),
                          "sched_lag_p99_ms": c.get("sched_lag_p99_ms"),
                          "reasons": c.get("reasons", []), "start_late_ms": round(late, 3)})

@@ -225,7 +225,7 @@ CONFIG_OVERRIDES = {"url": "url", "model": "model", "requests": "requests",
 #: Flags of the run itself, allowed with a config file.
 RUN_FLAGS = {"output", "no_progress", "strict", "config", "format", "prometheus_port",
              "prometheus_addr", "prometheus_linger", "pushgateway", "influx", "influx_db",
-             "influx_bucket", "influx_org"}
+             "influx_bucket", "influx_org", "ray", "hosts"}
 
 
 def config_overrides(o: dict, given: set[str]) -> dict:
@@ -324,10 +324,36 @@ def run_config(o: dict, given: set[str]) -> int:
     for plan in plans:
         check_wire(plan)
     live = live_metrics(o, cfg.live)
+    ray = ray_settings(o, cfg.ray)
+    run_one = None
+    if ray is not None:
+        from lens.distributed.cli import plan_runner
+        from lens.distributed.driver import require_ray
+
+        require_ray()
+        run_one = plan_runner(ray, argv=sys.argv, formats=formats, live=live)
     return run_plans_and_report(plans, exports=cfg.exports, output=o["output"],
                                 progress=not o["no_progress"], strict=o["strict"],
                                 argv=sys.argv, config_path=o["config"], formats=formats,
-                                live=live)
+                                live=live, run_one=run_one)
+
+
+def ray_settings(o: dict, file: dict | None = None):
+    """``--ray``/``--hosts`` over a config's ``execution.ray``: a ``RaySettings``, or None
+    for a local run."""
+    file = dict(file or {})
+    if o.get("hosts") is not None and o["hosts"] < 1:
+        raise ConfigError(f"--hosts must be >= 1 (got {o['hosts']})")
+    if o.get("hosts") is not None and not (o.get("ray") or file):
+        raise ConfigError(f"--hosts {o['hosts']} needs --ray (auto or the Ray head's "
+                          "address) or execution.ray in the config file")
+    if not (o.get("ray") or file):
+        return None
+    from lens.distributed.cli import RaySettings
+
+    return RaySettings(address=o.get("ray") or file.get("address", "auto"),
+                       hosts=o["hosts"] if o.get("hosts") is not None else file.get("hosts"),
+                       lead_s=file.get("lead_s"))
 
 
 @click.command("run")
@@ -460,25 +486,21 @@ def run_command(**o) -> None:
     if o["http2"] and o["client"] != "httpx":
         raise ConfigError("--http2 needs --client httpx (the fast client speaks HTTP/1.1)")
     ctx = click.get_current_context()
-    if o["hosts"] is not None and not o["ray"]:
-        raise ConfigError(f"--hosts {o['hosts']} needs --ray (auto or the Ray head's address)")
-    if o["ray"] and o["config"] is not None:
-        raise ConfigError("--ray runs flag-given runs only (not a config file yet); give the "
-                          "run's flags instead of CONFIG")
     if o["config"] is not None:
         given = {k for k in o if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
         sys.exit(run_config(o, given))
     given = ctx.get_parameter_source("provider") not in (ParameterSource.DEFAULT, None)
     formats = check_formats(o["format"])
     url, embedded = resolve_target(o, given)
+    ray = ray_settings(o)
     plan = build_plan(o, url or "http://127.0.0.1:1/v1", embedded=embedded)
-    if o["ray"]:
+    if ray is not None:
         from lens.distributed.cli import run_on_ray
 
-        sys.exit(run_on_ray(plan, address=o["ray"], hosts=o["hosts"], embedded=embedded,
-                            output=o["output"], strict=o["strict"],
+        sys.exit(run_on_ray(plan, ray, embedded=embedded, output=o["output"],
+                            strict=o["strict"], progress=not o["no_progress"],
                             mock_ttft_ms=o["mock_ttft_ms"], mock_itl_ms=o["mock_itl_ms"],
-                            argv=sys.argv))
+                            argv=sys.argv, formats=formats, live=live_metrics(o)))
     code = run_and_report(plan, embedded=embedded, output=o["output"],
                           progress=not o["no_progress"], strict=o["strict"],
                           mock_ttft_ms=o["mock_ttft_ms"], mock_itl_ms=o["mock_itl_ms"],

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import signal
 
-__all__ = ["SIGNALS", "install", "pending", "reset"]
+__all__ = ["SIGNALS", "count", "install", "installed", "pending", "reset"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _pending: list[str] = []
+_installed: list[bool] = []
 
 
 def _record(signum: int, frame: object) -> None:
@@ -25,6 +26,17 @@ def install() -> None:
     """Record SIGINT and SIGTERM from now on (main thread only)."""
     for s in SIGNALS:
         signal.signal(s, _record)
+    _installed[:] = [True]
+
+
+def installed() -> bool:
+    """Whether ``install()`` was called in this process (``lens-fast run`` and ``sweep``)."""
+    return bool(_installed)
+
+
+def count() -> int:
+    """How many signals were recorded since ``install()``/``reset()``."""
+    return len(_pending)
 
 
 def pending() -> str | None:

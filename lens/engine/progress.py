@@ -47,5 +47,24 @@ class ProgressLine:
         s = results.snapshot()
         self.live.update(Text(progress_text(self.plan, elapsed, sent, s)), refresh=True)
 
+    def update_hosts(self, elapsed: float, sent: int, view) -> None:
+        """A distributed run (``lens.distributed``): ``elapsed`` from the agreed start,
+        ``sent`` as the hosts last reported, ``view`` a ``HostsView`` of their streamed rows.
+        The TTFT is the median of every host's so far (not only the last seconds)."""
+        from lens.output.results import Progress
+
+        now = time.monotonic()
+        if now - self._last < REFRESH_S:
+            return
+        self._last = now
+        if elapsed < 0:
+            self.live.update(Text(f"hosts start together in {-elapsed:.1f} s…"), refresh=True)
+            return
+        c = view.counts()
+        h = view.histogram("ttft")
+        p50 = h.quantile(0.5) / 1e6 if h.count else None
+        s = Progress(c["ok"], c["failed"], c["dropped"], view.in_flight, 0.0, p50)
+        self.live.update(Text(progress_text(self.plan, elapsed, sent, s)), refresh=True)
+
     def close(self) -> None:
         self.live.stop()

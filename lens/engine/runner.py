@@ -421,21 +421,27 @@ def write_exports(exports, runs: list[tuple[RunPlan, Path, dict]], meta: dict,
 def run_plans_and_report(plans: list[RunPlan], *, exports=(), output: str | None,
                          progress: bool, strict: bool, argv: list[str] | None = None,
                          config_path: str | None = None,
-                         formats: tuple[str, ...] = DEFAULT_FORMATS, live=None) -> int:
+                         formats: tuple[str, ...] = DEFAULT_FORMATS, live=None,
+                         run_one=None) -> int:
     """Run a config's plans one after another; write each run's files, the combined summary
-    and the exports; print a table per run; return the exit status (the worst run's)."""
+    and the exports; print a table per run; return the exit status (the worst run's).
+
+    ``run_one(plan, out_dir, line)``, when given, runs one plan instead of ``execute`` (a
+    distributed run: ``lens.distributed.cli``) and returns ``(summary, interrupted_by)``;
+    ``line`` is the plan's ``ProgressLine`` or None.
+    """
     with ExitStack() as stack:
         if live is not None:
             live.start()
             stack.callback(live.close)
         return _run_plans(plans, exports=exports, output=output, progress=progress,
                           strict=strict, argv=argv, config_path=config_path, formats=formats,
-                          live=live)
+                          live=live, run_one=run_one)
 
 
 def _run_plans(plans: list[RunPlan], *, exports, output: str | None, progress: bool,
                strict: bool, argv: list[str] | None, config_path: str | None,
-               formats: tuple[str, ...], live) -> int:
+               formats: tuple[str, ...], live, run_one=None) -> int:
     from rich.console import Console
 
     from lens.engine.progress import ProgressLine
@@ -456,18 +462,22 @@ def _run_plans(plans: list[RunPlan], *, exports, output: str | None, progress: b
                       f"{plan.provider} · {plan.model}")
         line = ProgressLine(plan, err) if progress and err.is_terminal else None
         try:
-            summary, _, outcome = execute(plan, d, on_tick=line.update if line else None,
-                                          argv=argv, formats=formats, live=live)
+            if run_one is not None:
+                summary, interrupted = run_one(plan, d, line)
+            else:
+                summary, _, outcome = execute(plan, d, on_tick=line.update if line else None,
+                                              argv=argv, formats=formats, live=live)
+                interrupted = outcome.interrupted
         finally:
             if line is not None:
                 line.close()
         runs.append((plan, d, summary))
         result = summary["scenarios"][0]["results"][0]
         render_table(result, console)
-        if outcome.interrupted:
-            console.print(f"[yellow]Interrupted by {outcome.interrupted}: the remaining runs "
+        if interrupted:
+            console.print(f"[yellow]Interrupted by {interrupted}: the remaining runs "
                           "were not started; outputs hold what was measured.[/]")
-            code = EXIT_SIGNAL.get(outcome.interrupted, 130)
+            code = EXIT_SIGNAL.get(interrupted, 130)
             break
         if strict and result["client"]["saturated"]:
             code = EXIT_SATURATED

@@ -5,8 +5,14 @@ one host agent lands on each. Ray is part of the ``test`` extra, so CI runs thes
 """
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 
 import numpy as np
 import psutil
@@ -134,13 +140,21 @@ def test_killed_host_is_reported(cluster, mock, tmp_path):
     every = pq.read_table(tmp_path / "requests.parquet").to_pandas()
     rows = every[~every["warmup"]]
     host0 = rows[rows["worker"] // p.cores == 0]
-    assert len(host0) == res["counts"]["sent"] == host_share(p, 0, 2)["scheduled"]
+    assert len(host0) == host_share(p, 0, 2)["scheduled"]
     # and the rows host 1 measured (and streamed) before it was killed are kept
     host1 = rows[rows["worker"] // p.cores == 1]
     assert 0 < len(host1) <= share
     assert (every["worker"] // p.cores == 1).sum() == lost["rows_kept"]   # warm-up rows too
     assert (host1["request_id"] % 2 == 1).all() and host1["request_id"].is_unique
     assert lost["rows_kept"] <= lost["sent_last_reported"]
+    # ... in the merged summary too: counts, and the histograms of both hosts' rows
+    assert res["counts"]["sent"] == len(rows) == len(host0) + len(host1)
+    assert res["counts"]["ok"] == int(rows["ok"].sum()) == res["metrics"]["e2e"]["count"]
+    e2e = np.sort(rows.loc[rows["ok"], "e2e_ms"].to_numpy())
+    assert res["metrics"]["e2e"]["max"] == pytest.approx(e2e[-1], rel=2e-3)
+    assert res["client"]["hosts"][1]["lost"] is True
+    host1_summary = (tmp_path / "hosts" / "01" / "summary.json").read_text()
+    assert '"partial"' in host1_summary
     # the killed agent's worker processes die with it (no orphans)
     assert len(lost["worker_pids"]) == p.cores
     assert sorted(orphans["pids"]) == sorted(lost["worker_pids"])
@@ -164,3 +178,129 @@ def _alive_worker(pid: int) -> bool:
                 and any("spawn_main" in a for a in proc.cmdline()))
     except psutil.Error:
         return False
+
+
+# ------------------------------------------------------------- lens-fast run on Ray (CLI)
+CONFIG = """\
+providers:
+  - name: openai
+    endpoint: {url}
+    models: [mock-model]
+workload:
+  scenarios:
+    - name: steady
+      rps: {rps}
+      duration: {duration}
+      request_params: {{max_tokens: 8}}
+execution:
+  cores: 1
+  ray: {{address: "{address}", hosts: 2, lead_s: 2}}
+"""
+
+
+def lens_run(args: list[str], out) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "lens", "run", *args, "--output", str(out),
+                             "--no-progress"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def config_file(tmp_path, url, address, rps=40, duration="3s"):
+    path = tmp_path / "bench.yaml"
+    path.write_text(CONFIG.format(url=url, address=address, rps=rps, duration=duration))
+    return path
+
+
+def metric(text: str, name: str, **labels) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_config_file_runs_on_ray_with_live_metrics(cluster, mock, tmp_path):
+    """execution.ray in a config file; Prometheus serves the hosts' merged live figures."""
+    port = _free_port()
+    out = tmp_path / "out"
+    proc = lens_run([str(config_file(tmp_path, mock.url, cluster.address)),
+                     "--prometheus-port", str(port), "--prometheus-addr", "127.0.0.1",
+                     "--prometheus-linger", "3"], out)
+    scrapes: list[str] = []
+    while proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
+                scrapes.append(r.read().decode())
+        except OSError:
+            pass
+        time.sleep(0.2)
+    log = proc.stdout.read()
+    assert proc.returncode == 0, log
+    summary = json.loads((out / "steady--openai--mock-model" / "summary.json").read_text())
+    res = summary["scenarios"][0]["results"][0]
+    n = len(arrival_offsets_ns("constant", 40.0, duration_s=3.0))
+    assert res["counts"]["sent"] == res["counts"]["ok"] == n
+    assert summary["metadata"]["distributed"]["hosts"] == 2
+    assert (out / "summary.json").exists()          # the config run's combined summary
+    # live: some scrape saw the run half done, the last one its final figures
+    ok = [metric(s, "lens_requests_total", outcome="ok") for s in scrapes]
+    assert any(0 < v < n for v in ok), ok
+    assert ok[-1] == n
+    assert metric(scrapes[-1], "lens_output_tokens_total") == res["counts"]["output_tokens"]
+    assert metric(scrapes[-1], "lens_ttft_seconds_count") == n
+    assert metric(scrapes[-1], "lens_plan_running") == 0
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+def test_ctrl_c_in_the_driver_writes_outputs(cluster, mock, tmp_path, signals):
+    """Ctrl-C stops every host (they return their outputs); a second one kills them, and the
+    rows they streamed are kept. Either way: exit 130, merged outputs marked interrupted."""
+    out = tmp_path / "out"
+    # --ray overrides the file's address (the same cluster here); 3 s answers (longer than
+    # the 2 s grace) keep requests in flight when the signal comes, to be cancelled
+    proc = lens_run([str(config_file(tmp_path, mock.url, "nowhere:1", rps=20, duration="20s")),
+                     "--ray", cluster.address, "--max-tokens", "3000"], out)
+    started = time.monotonic()
+    lines = []
+    for line in proc.stdout:               # the run starts after the config is read
+        lines.append(line)
+        if "Run 1/1" in line:
+            break
+    time.sleep(9.0)                        # Ray's start, the lead (2 s), then some 4 s of load
+    for _ in range(signals):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+    log = "".join(lines) + proc.stdout.read()
+    proc.wait(60)
+    assert proc.returncode == 130, log
+    assert time.monotonic() - started < 45
+    d = out / "steady--openai--mock-model"
+    summary = json.loads((d / "summary.json").read_text())
+    meta = summary["metadata"]
+    assert meta["interrupted"] is True and meta["interrupted_by"] == "SIGINT"
+    dist = meta["distributed"]
+    assert dist["hosts_stopped"] == ([] if signals == 1 else [0, 1])
+    assert dist["hosts_lost"] == []
+    res = summary["scenarios"][0]["results"][0]
+    rows = pq.read_table(d / "requests.parquet").to_pandas()
+    rows = rows[~rows["warmup"]]
+    scheduled = len(arrival_offsets_ns("constant", 20.0, duration_s=20.0))
+    assert 0 < res["counts"]["sent"] == len(rows) < scheduled / 2
+    assert sorted(rows["worker"].unique()) == [0, 1]
+    for h in (0, 1):
+        host = json.loads((d / "hosts" / f"{h:02d}" / "summary.json").read_text())
+        assert host["metadata"]["interrupted"] is True
+        assert host["metadata"]["interrupted_by"] == "SIGINT"
+    if signals == 1:
+        # stopped like a local run: in-flight requests were cancelled, and counted
+        assert res["counts"]["cancelled"] > 0
+    assert "Interrupted by SIGINT" in log
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

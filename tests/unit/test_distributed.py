@@ -1,12 +1,15 @@
 """lens.distributed without a cluster: the host split, the CLI checks, the missing-Ray message."""
 from __future__ import annotations
 
+import io
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import psutil
 import pytest
 
@@ -99,3 +102,70 @@ def test_worker_exits_if_its_parent_died_before_arming():
 def test_die_with_parent_is_a_noop_elsewhere(monkeypatch):
     monkeypatch.setattr(sys, "platform", "darwin")
     assert die_with_parent(os.getppid()) is False
+
+
+# ------------------------------------------------------------------ config and progress
+def test_config_execution_ray_is_checked(tmp_path):
+    from lens.config import load_config
+
+    base = ("providers: [{name: openai, endpoint: 'http://x/v1', models: [m]}]\n"
+            "workload: {scenarios: [{name: s, requests: 1}]}\n")
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(base + "execution: {ray: {address: 'head:6379', hosts: 3, lead_s: 2.5}}\n")
+    assert load_config(ok).ray == {"address": "head:6379", "hosts": 3, "lead_s": 2.5}
+    ok.write_text(base + "execution: {ray: {}}\n")
+    assert load_config(ok).ray == {"address": "auto"}
+    for bad, words in [("{hosts: 0}", "execution.ray.hosts"),
+                       ("{host: 2}", "unknown key 'host'"),
+                       ("{address: ''}", "execution.ray.address"),
+                       ("{lead_s: 9999}", "at most 600"),
+                       ("[auto]", "execution.ray")]:
+        ok.write_text(base + f"execution: {{ray: {bad}}}\n")
+        with pytest.raises(ConfigError, match=re.escape(words)):
+            load_config(ok)
+
+
+def test_ray_settings_flags_over_the_file():
+    from lens.engine.command import ray_settings
+
+    assert ray_settings({"ray": None, "hosts": None}) is None
+    s = ray_settings({"ray": None, "hosts": 4}, {"address": "auto", "lead_s": 1.0})
+    assert (s.address, s.hosts, s.lead_s) == ("auto", 4, 1.0)
+    s = ray_settings({"ray": "h:6379", "hosts": None}, {"address": "auto", "hosts": 2})
+    assert (s.address, s.hosts, s.lead_s) == ("h:6379", 2, None)
+    with pytest.raises(ConfigError, match="--hosts must be >= 1"):
+        ray_settings({"ray": "auto", "hosts": 0})
+
+
+class _View:
+    in_flight = 3
+
+    def __init__(self, ttft_ns):
+        from lens._core import LogLinearHistogram
+
+        self.h = LogLinearHistogram()
+        self.h.record_many(np.array(ttft_ns, np.int64))
+
+    def counts(self):
+        return {"ok": 40, "failed": 2, "dropped": 0}
+
+    def histogram(self, name):
+        assert name == "ttft"
+        return self.h
+
+
+def test_progress_line_of_a_distributed_run():
+    from rich.console import Console
+
+    from lens.engine.progress import ProgressLine
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=200)
+    line = ProgressLine(RunPlan(url="http://x/v1", rps=10.0, duration_s=30.0), console)
+    line.update_hosts(-1.5, 0, _View([]))
+    assert "hosts start together in 1.5 s" in console.file.getvalue()
+    line._last = 0.0
+    line.update_hosts(4.0, 45, _View([20_000_000, 21_000_000, 22_000_000]))
+    text = console.file.getvalue()
+    assert "sent 45" in text and "completed 40" in text and "failed 2" in text
+    assert "in flight 3" in text and "TTFT p50 21.0 ms" in text
+    line.close()

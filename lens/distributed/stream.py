@@ -1,0 +1,165 @@
+"""What the driver does with the rows the hosts stream while they run.
+
+Every host agent sends its drained batches (request rows and token stamps) to the driver's
+``Collector`` about twice a second; the driver takes them out each time round its loop, so
+neither holds more than about a second of any host's rows. For each host the driver keeps:
+
+- a ``RunResults`` fed with those batches: the run's live figures (progress line, Prometheus,
+  InfluxDB, through ``HostsView``), and the summary of a host that never returned its own;
+- a spool on disk (raw rows and token stamps, appended), from which a host lost mid-run (or
+  stopped by a second Ctrl-C) gets its Parquet files. A host that returns its own files (and
+  summary, with its client health) replaces what it streamed; its spool is deleted.
+
+Feeding a batch costs about 2 µs per request (``RunResults``) plus 0.2 µs (the spool),
+measured with 16-token requests; the hosts' own aggregation is not repeated for anything else.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lens._core import ROW_DTYPE, TOKEN_DTYPE
+from lens.engine.plan import RunPlan
+
+__all__ = ["HostStream", "HostsView"]
+
+SPOOL_CHUNK = 1 << 16      # records read back at a time when a spool becomes Parquet
+
+
+class HostStream:
+    """One host's streamed rows: live results and a spool on disk (see the module docstring)."""
+
+    def __init__(self, plan: RunPlan, spool_dir: Path):
+        self.plan = plan
+        self.results = None
+        self.rows = self.tokens = 0
+        self.t0_ns = self.t0_unix_ns = None
+        self._paths = (spool_dir / f"host-{plan.host_index:02d}-rows.bin",
+                       spool_dir / f"host-{plan.host_index:02d}-tokens.bin")
+        self._files = None
+
+    def start(self, t0_ns: int, t0_unix_ns: int) -> None:
+        """The host's epoch (its CLOCK_MONOTONIC t0) and the wall clock at it."""
+        from lens.engine.runner import target_info
+        from lens.output.results import RunResults
+
+        p = self.plan
+        self.t0_ns, self.t0_unix_ns = int(t0_ns), int(t0_unix_ns)
+        self.results = RunResults(
+            self.t0_ns, t0_unix_ns=self.t0_unix_ns, scenario=p.scenario,
+            targets=[target_info(p)], open_loop=p.mode == "open", offered_rps=p.rps,
+            duration_s=p.duration_s, max_token_stamps=p.max_token_stamps)
+        self._files = tuple(open(path, "wb") for path in self._paths)   # noqa: SIM115
+
+    def add(self, rows: np.ndarray, tokens: np.ndarray) -> None:
+        """Feed one streamed batch (after ``start``)."""
+        if len(rows):
+            self.results.add_rows(rows)
+            rows.tofile(self._files[0])
+            self.rows += len(rows)
+        if len(tokens):
+            self.results.add_tokens(tokens)
+            tokens.tofile(self._files[1])
+            self.tokens += len(tokens)
+
+    def close(self) -> None:
+        if self._files is not None:
+            for f in self._files:
+                f.close()
+            self._files = None
+
+    def drop(self) -> None:
+        """The host returned its own files: forget the spool."""
+        self.close()
+        for path in self._paths:
+            path.unlink(missing_ok=True)
+
+    def spooled(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Read the spool back in chunks: (rows, empty) chunks, then (empty, tokens) chunks."""
+        self.close()
+        for path, dtype, i in ((self._paths[0], ROW_DTYPE, 0), (self._paths[1], TOKEN_DTYPE, 1)):
+            if not path.exists():
+                continue
+            n = os.path.getsize(path) // dtype.itemsize
+            with open(path, "rb") as f:
+                for _ in range(0, n, SPOOL_CHUNK):
+                    a = np.fromfile(f, dtype, SPOOL_CHUNK)
+                    empty = np.zeros(0, TOKEN_DTYPE if i == 0 else ROW_DTYPE)
+                    yield (a, empty) if i == 0 else (empty, a)
+
+    def write_parquet(self, d: Path, meta: dict) -> None:
+        """Write the spooled rows as the host's requests.parquet and tokens.parquet in ``d``
+        (the columns and metadata its own sink writes)."""
+        from lens.engine.runner import target_info
+        from lens.output.parquet import ParquetSink
+
+        d.mkdir(parents=True, exist_ok=True)
+        sink = ParquetSink(d, self.t0_ns, meta, targets=[target_info(self.plan)],
+                           scenario=self.plan.scenario)
+        try:
+            for rows, tokens in self.spooled():
+                if len(rows):
+                    sink.write_rows(rows)
+                if len(tokens):
+                    sink.write_tokens(tokens)
+        finally:
+            sink.close()
+
+
+class HostsView:
+    """Every host's streamed ``RunResults`` seen as one, for ``LiveMetrics`` and the progress
+    line: targets of all hosts (their counts and per-second series add up, since every
+    host's second k starts at the agreed start + k s), histograms merged on demand.
+
+    ``t0_ns`` is the agreed start on the driver's CLOCK_MONOTONIC.
+    """
+
+    def __init__(self, streams: list[HostStream], t0_ns: int, t0_unix_ns: int, scenario: str):
+        from lens.output.results import ERROR_NAMES
+
+        self.streams = streams
+        self.t0_ns, self.t0_unix_ns, self.scenario = t0_ns, t0_unix_ns, scenario
+        self.error_names = dict(ERROR_NAMES)
+        self.in_flight = 0
+        self.progress: dict[int, dict] = {}      # each host's last report (the Collector's)
+
+    def take(self, progress: dict[int, dict]) -> None:
+        """The hosts' latest reports: requests sent and in flight."""
+        self.progress = progress
+        self.in_flight = sum(p.get("in_flight", 0) for p in progress.values())
+
+    @property
+    def sent(self) -> int:
+        """Requests the hosts sent, as last reported."""
+        return sum(p.get("sent", 0) for p in self.progress.values())
+
+    @property
+    def targets(self) -> list[Any]:
+        return [t for s in self.streams if s.results is not None for t in s.results.targets]
+
+    def histogram(self, name: str) -> Any:
+        """One metric's histogram merged over every host (a new object)."""
+        from lens._core import LogLinearHistogram
+
+        h = None
+        for s in self.streams:
+            if s.results is None:
+                continue
+            part = s.results.histogram(name)
+            if h is None:
+                h = part
+            else:
+                h.merge(part)
+        return h if h is not None else LogLinearHistogram()
+
+    def counts(self) -> dict[str, int]:
+        """ok, failed, dropped summed over the hosts' targets."""
+        out = {"ok": 0, "failed": 0, "dropped": 0}
+        for t in self.targets:
+            for k in out:
+                out[k] += t.counts[k]
+        return out

@@ -8,13 +8,14 @@ run does: its own worker processes, its own shared-memory rings, its own Parquet
 handlers), so the actor keeps Ray's default of one call at a time; progress goes out through
 the driver's ``Collector`` instead of a second call into the agent.
 
-Rows stream too: every drained batch (request rows and token stamps, the structured arrays
-the host's own results get) is buffered and sent to the ``Collector`` with each progress
-report (about twice a second), and the driver takes them out of it each time round its loop
-(``lens.distributed.stream``), so the rows of a host lost mid-run survive it and the driver
-shows live figures. After the run the agent sends what is left, and waits until the collector
-has it, before it returns; a host that finishes returns its own Parquet files as well, and
-the driver uses those for its rows.
+Rows stream too: every drained batch of request rows (the structured array the host's own
+results get) is buffered and sent to the ``Collector`` with each progress report (once a
+second), with the host's ITL histogram so far (3–4 KB encoded), and the driver takes them
+out of it each time round its loop (``lens.distributed.stream``), so the rows of a host lost
+mid-run survive it and the driver shows live figures. Token stamps do not travel (24 bytes a
+token: a 500-token answer would be 12 KB); the ITL histogram stands for them. After the run
+the agent sends what is left, and waits until the collector has it, before it returns; a
+host that finishes returns its own Parquet files as well, and the driver uses those.
 
 Stopping: the collector's reply to a report carries the driver's stop request (a Ctrl-C or
 SIGTERM in the driver). The agent reads the reply of its previous report without waiting,
@@ -33,27 +34,26 @@ from typing import Any
 
 __all__ = ["Collector", "HostAgent"]
 
-PROGRESS_PERIOD_S = 0.5
+PROGRESS_PERIOD_S = 1.0     # each report is one Ray call; benchmarks/RESULTS.md
 
 
 class Collector:
-    """Relay from the hosts to the driver: each host's last progress report and the batches it
-    streamed since the driver last took them; and the driver's stop request."""
+    """Relay from the hosts to the driver: each host's last progress report and the row
+    batches it streamed since the driver last took them; and the driver's stop request."""
 
     def __init__(self) -> None:
         self.last: dict[int, dict] = {}
-        self.batches: dict[int, list[tuple[Any, Any]]] = {}
+        self.batches: dict[int, list[Any]] = {}
         self.stopping: str | None = None
 
-    def report(self, host: int, item: dict, rows: Any = None, tokens: Any = None
-               ) -> str | None:
+    def report(self, host: int, item: dict, rows: Any = None) -> str | None:
         """Take one host's report; return the stop request (a signal's name) or None."""
         self.last[host] = item
-        if rows is not None and (len(rows) or len(tokens)):
-            self.batches.setdefault(host, []).append((rows, tokens))
+        if rows is not None and len(rows):
+            self.batches.setdefault(host, []).append(rows)
         return self.stopping
 
-    def take(self) -> tuple[dict[int, dict], dict[int, list[tuple[Any, Any]]]]:
+    def take(self) -> tuple[dict[int, dict], dict[int, list[Any]]]:
         """Return (the last report of each host, the batches streamed since the last take)."""
         batches, self.batches = self.batches, {}
         return dict(self.last), batches
@@ -97,22 +97,21 @@ class HostAgent:
         d = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="lens-host-"))
         last = [0.0]
         rows_buf: list[Any] = []
-        tokens_buf: list[Any] = []
         reply: list[Any] = []          # the ObjectRef of the last report's reply
 
         def on_batch(rows: Any, tokens: Any) -> None:   # once per drain, not per request
-            if self.collector is not None:
+            if self.collector is not None and len(rows):
                 rows_buf.append(rows)
-                tokens_buf.append(tokens)
 
-        def report(item: dict) -> Any:
-            # the batches drained since the last report (both lists grow together)
+        def report(item: dict, results: Any) -> Any:
+            # the rows drained since the last report, and the ITL histogram so far
             rows = np.concatenate(rows_buf) if rows_buf else None
-            tokens = np.concatenate(tokens_buf) if tokens_buf else None
             rows_buf.clear()
-            tokens_buf.clear()
             item["t_unix_ns"] = time.time_ns()
-            return self.collector.report.remote(self.host_index, item, rows, tokens)
+            if results is not None:
+                results.flush()        # join the stamps that have their rows: ITL so far
+                item["itl"] = results.histogram("itl").encode()
+            return self.collector.report.remote(self.host_index, item, rows)
 
         def tick(elapsed: float, results: Any, sup: Any) -> None:
             if self.collector is None or elapsed - last[0] < PROGRESS_PERIOD_S:
@@ -128,10 +127,10 @@ class HostAgent:
                 "elapsed_s": round(elapsed, 3), "sent": sent, "in_flight": in_flight,
                 "dropped": dropped, "t0_ns": sup.outcome.t0_ns,
                 "t0_unix_ns": sup.outcome.t0_unix_ns,
-                "worker_pids": [w.process.pid for w in sup.workers]})]
+                "worker_pids": [w.process.pid for w in sup.workers]}, results)]
 
         c0 = os.times()
-        summary, _, outcome = execute(plan, d, on_tick=tick, t0_unix_ns=start_unix_ns,
+        summary, results, outcome = execute(plan, d, on_tick=tick, t0_unix_ns=start_unix_ns,
                                       formats=("parquet", "json"), on_batch=on_batch)
         if self.collector is not None:
             # the rest of the stream, received by the collector before this call returns
@@ -140,7 +139,8 @@ class HostAgent:
                             "sent": counts["sent"], "in_flight": 0,
                             "dropped": counts["dropped"], "t0_ns": outcome.t0_ns,
                             "t0_unix_ns": outcome.t0_unix_ns, "final": True,
-                            "worker_pids": [w.get("pid") for w in outcome.workers]}))
+                            "worker_pids": [w.get("pid") for w in outcome.workers]},
+                           results))
         c1 = os.times()
         # this agent's CPU and its (reaped) worker processes': the host's cost of the run
         cpu_s = sum(c1[:4]) - sum(c0[:4])

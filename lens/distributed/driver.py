@@ -46,7 +46,9 @@ __all__ = ["DEFAULT_LEAD_S", "require_ray", "run_distributed"]
 
 DEFAULT_LEAD_S = 5.0        # agents spawn workers, probe and open pools before the start
 PINGS = 5
-TAKE_PERIOD_S = 0.25        # the driver takes the streamed rows and shows progress this often
+TAKE_PERIOD_S = 1.0         # the driver takes the streamed rows and shows progress this often
+#                             (a Ray call each: the driver's stream cost 0.018 CPU-s per second
+#                             at 4 takes a second, 0.012 at 1; benchmarks/RESULTS.md)
 STOP_GRACE_S = 10.0         # after a stop request, hosts still running then are killed
 
 
@@ -270,13 +272,14 @@ def _take(ray, collector, streams: list[HostStream], view: HostsView) -> None:
     """Move the rows streamed since the last call from the collector into the host streams."""
     progress, batches = ray.get(collector.take.remote())
     view.take(progress)
-    for h, items in batches.items():
+    for h, p in progress.items():
         s = streams[h]
-        if s.results is None:
-            p = progress.get(h) or {}
-            s.start(p.get("t0_ns") or 0, p.get("t0_unix_ns") or view.t0_unix_ns)
-        for rows, tokens in items:
-            s.add(rows, tokens)
+        if s.results is None and p.get("t0_ns"):
+            s.start(p["t0_ns"], p["t0_unix_ns"])
+        for rows in batches.get(h, ()):
+            s.add(rows)
+        if p.get("itl") is not None and s.results is not None:
+            s.set_itl(p["itl"], p["t_unix_ns"])
 
 
 def _finish(plan: RunPlan, plans: list[RunPlan], out: Path | None, argv, address: str,
@@ -329,7 +332,7 @@ def _finish(plan: RunPlan, plans: list[RunPlan], out: Path | None, argv, address
             summary = build_summary(s.results, meta)
             summaries.append(summary)
             hm.update(_lost_report(plan, share, lost[h], progress.get(h), start,
-                                   {"rows": s.rows, "tokens": s.tokens}))
+                                   s.rows))
             hm["sent"] = summary["scenarios"][0]["results"][0]["counts"]["sent"]
             if d is not None:
                 if s.rows:
@@ -368,18 +371,16 @@ def _finish(plan: RunPlan, plans: list[RunPlan], out: Path | None, argv, address
 
 
 def _lost_report(plan: RunPlan, share: dict, lost: dict, progress: dict | None,
-                 start_unix_ns: int, kept: dict[str, int] | None = None) -> dict:
+                 start_unix_ns: int, kept: int = 0) -> dict:
     """What a lost host missed: from its schedule and its last progress report; ``kept``:
-    the rows (and token records) it had streamed, kept in the merged Parquet."""
+    the request rows it had streamed, kept in the merged Parquet and summary."""
     died_at_s = max(0.0, (lost["t_unix_ns"] - start_unix_ns) / 1e9)
     sent = progress["sent"] if progress else 0
-    kept = kept or {"rows": 0, "tokens": 0}
     out: dict[str, Any] = {"lost": lost["error"], "lost_at_s": round(died_at_s, 3),
-                           "sent_last_reported": sent, "rows_kept": kept["rows"],
-                           "token_records_kept": kept["tokens"],
+                           "sent_last_reported": sent, "rows_kept": kept,
                            "worker_pids": (progress or {}).get("worker_pids", [])}
-    rows = (f"the {kept['rows']} rows it measured before are kept (merged Parquet and "
-            "summary)")
+    rows = (f"the {kept} rows it measured before are kept (merged Parquet and summary; "
+            "its ITL as of its last report)")
     if "offsets_ns" in share:
         after = int((share["offsets_ns"] >= int(died_at_s * 1e9)).sum())
         out["missed_requests"] = max(after, share["scheduled"] - sent)

@@ -1,17 +1,18 @@
 """What the driver does with the rows the hosts stream while they run.
 
-Every host agent sends its drained batches (request rows and token stamps) to the driver's
-``Collector`` about twice a second; the driver takes them out each time round its loop, so
-neither holds more than about a second of any host's rows. For each host the driver keeps:
+Every host agent sends its drained request rows to the driver's ``Collector`` once a second,
+with its ITL histogram so far (token stamps stay on the host); the driver takes them out each
+time round its loop, so neither holds more than a second or two of any host's rows. For each
+host the driver keeps:
 
-- a ``RunResults`` fed with those batches: the run's live figures (progress line, Prometheus,
-  InfluxDB, through ``HostsView``), and the summary of a host that never returned its own;
-- a spool on disk (raw rows and token stamps, appended), from which a host lost mid-run (or
-  stopped by a second Ctrl-C) gets its Parquet files. A host that returns its own files (and
-  summary, with its client health) replaces what it streamed; its spool is deleted.
+- a ``RunResults`` fed with those rows, its ITL histogram replaced by the host's latest: the
+  run's live figures (progress line, Prometheus, InfluxDB, through ``HostsView``), and the
+  summary of a host that never returned its own;
+- a spool on disk (the raw rows, appended), from which a host lost mid-run (or stopped by a
+  second Ctrl-C) gets its requests.parquet. A host that returns its own files (and summary,
+  with its client health) replaces what it streamed; its spool is deleted.
 
-Feeding a batch costs about 2 µs per request (``RunResults``) plus 0.2 µs (the spool),
-measured with 16-token requests; the hosts' own aggregation is not repeated for anything else.
+Feeding a batch costs about 1–2 µs per request (``RunResults``) plus 0.1 µs (the spool).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from lens._core import ROW_DTYPE, TOKEN_DTYPE
+from lens._core import ROW_DTYPE
 from lens.engine.plan import RunPlan
 
 __all__ = ["HostStream", "HostsView"]
@@ -36,11 +37,11 @@ class HostStream:
     def __init__(self, plan: RunPlan, spool_dir: Path):
         self.plan = plan
         self.results = None
-        self.rows = self.tokens = 0
+        self.rows = 0
         self.t0_ns = self.t0_unix_ns = None
-        self._paths = (spool_dir / f"host-{plan.host_index:02d}-rows.bin",
-                       spool_dir / f"host-{plan.host_index:02d}-tokens.bin")
-        self._files = None
+        self._path = spool_dir / f"host-{plan.host_index:02d}-rows.bin"
+        self._file = None
+        self._itl_at = None
 
     def start(self, t0_ns: int, t0_unix_ns: int) -> None:
         """The host's epoch (its CLOCK_MONOTONIC t0) and the wall clock at it."""
@@ -53,47 +54,50 @@ class HostStream:
             self.t0_ns, t0_unix_ns=self.t0_unix_ns, scenario=p.scenario,
             targets=[target_info(p)], open_loop=p.mode == "open", offered_rps=p.rps,
             duration_s=p.duration_s, max_token_stamps=p.max_token_stamps)
-        self._files = tuple(open(path, "wb") for path in self._paths)   # noqa: SIM115
+        self._file = open(self._path, "wb")     # noqa: SIM115
 
-    def add(self, rows: np.ndarray, tokens: np.ndarray) -> None:
-        """Feed one streamed batch (after ``start``)."""
+    def add(self, rows: np.ndarray) -> None:
+        """Feed one streamed batch of request rows (after ``start``)."""
         if len(rows):
             self.results.add_rows(rows)
-            rows.tofile(self._files[0])
+            rows.tofile(self._file)
             self.rows += len(rows)
-        if len(tokens):
-            self.results.add_tokens(tokens)
-            tokens.tofile(self._files[1])
-            self.tokens += len(tokens)
+
+    def set_itl(self, encoded: bytes, at: int) -> None:
+        """The host's ITL histogram as of its report at ``at`` (its wall clock, ns)."""
+        from lens._core import LogLinearHistogram
+
+        if at == self._itl_at:
+            return
+        self._itl_at = at
+        for t in self.results.targets:
+            h = t.histograms["itl"]
+            h.reset()
+            h.merge(LogLinearHistogram.decode(encoded))
 
     def close(self) -> None:
-        if self._files is not None:
-            for f in self._files:
-                f.close()
-            self._files = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def drop(self) -> None:
         """The host returned its own files: forget the spool."""
         self.close()
-        for path in self._paths:
-            path.unlink(missing_ok=True)
+        self._path.unlink(missing_ok=True)
 
-    def spooled(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Read the spool back in chunks: (rows, empty) chunks, then (empty, tokens) chunks."""
+    def spooled(self) -> Iterator[np.ndarray]:
+        """Read the spooled rows back in chunks."""
         self.close()
-        for path, dtype, i in ((self._paths[0], ROW_DTYPE, 0), (self._paths[1], TOKEN_DTYPE, 1)):
-            if not path.exists():
-                continue
-            n = os.path.getsize(path) // dtype.itemsize
-            with open(path, "rb") as f:
-                for _ in range(0, n, SPOOL_CHUNK):
-                    a = np.fromfile(f, dtype, SPOOL_CHUNK)
-                    empty = np.zeros(0, TOKEN_DTYPE if i == 0 else ROW_DTYPE)
-                    yield (a, empty) if i == 0 else (empty, a)
+        if not self._path.exists():
+            return
+        n = os.path.getsize(self._path) // ROW_DTYPE.itemsize
+        with open(self._path, "rb") as f:
+            for _ in range(0, n, SPOOL_CHUNK):
+                yield np.fromfile(f, ROW_DTYPE, SPOOL_CHUNK)
 
     def write_parquet(self, d: Path, meta: dict) -> None:
-        """Write the spooled rows as the host's requests.parquet and tokens.parquet in ``d``
-        (the columns and metadata its own sink writes)."""
+        """Write the spooled rows as the host's requests.parquet in ``d`` (the columns and
+        metadata its own sink writes; its tokens.parquet is left empty)."""
         from lens.engine.runner import target_info
         from lens.output.parquet import ParquetSink
 
@@ -101,11 +105,8 @@ class HostStream:
         sink = ParquetSink(d, self.t0_ns, meta, targets=[target_info(self.plan)],
                            scenario=self.plan.scenario)
         try:
-            for rows, tokens in self.spooled():
-                if len(rows):
-                    sink.write_rows(rows)
-                if len(tokens):
-                    sink.write_tokens(tokens)
+            for rows in self.spooled():
+                sink.write_rows(rows)
         finally:
             sink.close()
 

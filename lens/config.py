@@ -94,7 +94,7 @@ class Config:
     tokenizer: str | None = None
     seed: int = 0
     live: dict | None = None            # output.prometheus_port, .pushgateway, .influx
-    ray: dict | None = None             # execution.ray: address, hosts, lead_s
+    ray: dict | None = None             # execution.ray: address, hosts, lead_s, shared_output
 
     @property
     def base(self) -> Path:
@@ -567,7 +567,7 @@ def _retry(c: _Checker, obj: Any) -> dict:
 def _ray(c: _Checker, obj: Any) -> dict:
     """``execution.ray``: run every plan on a Ray cluster (docs/ray.md)."""
     p = "execution.ray"
-    d = c.keys(obj, p, ("address", "hosts", "lead_s"))
+    d = c.keys(obj, p, ("address", "hosts", "lead_s", "shared_output"))
     out: dict = {"address": c.str_(d.get("address", "auto"), f"{p}.address")}
     if not out["address"].strip():
         raise c.fail(f"{p}.address", out["address"], "auto or the Ray head's address "
@@ -579,6 +579,8 @@ def _ray(c: _Checker, obj: Any) -> dict:
         if out["lead_s"] > 600:
             raise c.fail(f"{p}.lead_s", out["lead_s"], "seconds before the agreed start, "
                          "at most 600")
+    if "shared_output" in d:
+        out["shared_output"] = c.bool_(d["shared_output"], f"{p}.shared_output")
     return out
 
 

@@ -20,6 +20,7 @@ class RaySettings:
     address: str = "auto"
     hosts: int | None = None
     lead_s: float | None = None          # None: lens.distributed.driver.DEFAULT_LEAD_S
+    shared_output: bool = False          # --output is mounted on every node (hosts write it)
 
 
 def plan_runner(ray: RaySettings, *, argv: list[str] | None, formats: tuple[str, ...],
@@ -32,6 +33,7 @@ def plan_runner(ray: RaySettings, *, argv: list[str] | None, formats: tuple[str,
         summary = run_distributed(
             plan, address=ray.address, hosts=ray.hosts, out_dir=out_dir, argv=argv,
             lead_s=DEFAULT_LEAD_S if ray.lead_s is None else ray.lead_s,
+            shared_dir=ray.shared_output,
             on_progress=line.update_hosts if line is not None else None, live=live)
         write_formats(Path(out_dir), formats)
         return summary, summary["metadata"].get("interrupted_by")

@@ -125,6 +125,15 @@ def _pick_nodes(ray, hosts: int | None, cores: int) -> list[str]:
     return fit[:hosts]
 
 
+def _here(ray, strategy) -> Any:
+    """Place the collector on the driver's node when there is one (it then dies only with the
+    driver); a Ray client driver (ray://) has none: Ray picks."""
+    try:
+        return strategy(ray.get_runtime_context().get_node_id(), soft=True)
+    except Exception:                         # noqa: BLE001 - client mode: no local node
+        return "DEFAULT"
+
+
 def _clock_offset(ray, agent) -> dict:
     best = None
     for _ in range(PINGS):
@@ -149,7 +158,7 @@ def run_distributed(plan: RunPlan, *, address: str = "auto", hosts: int | None =
     ``shared_dir``: ``out_dir`` is on a file system every node mounts; hosts write their files
     under ``out_dir/hosts/NN/`` themselves instead of returning them through Ray.
     ``on_started(agents)`` is called once every host runs (tests use it to kill one).
-    ``on_progress(elapsed_s, sent, view)`` is called about 4 times a second with the seconds
+    ``on_progress(elapsed_s, sent, view)`` is called about once a second with the seconds
     since the agreed start, the requests the hosts sent and a ``HostsView`` of the streamed
     results (its ``counts()``, ``in_flight``, ``histogram(name)``).
     ``live``: a started ``LiveMetrics``; it gets the hosts' streamed results.
@@ -165,12 +174,13 @@ def run_distributed(plan: RunPlan, *, address: str = "auto", hosts: int | None =
     ray = connect(address)
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    out = Path(out_dir) if out_dir is not None else None
+    out = Path(out_dir).resolve() if out_dir is not None else None   # agents' cwd differs
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     nodes = _pick_nodes(ray, hosts, plan.cores)
     hosts = len(nodes)
-    collector = ray.remote(num_cpus=0)(Collector).remote()
+    collector = ray.remote(num_cpus=0)(Collector).options(
+        scheduling_strategy=_here(ray, NodeAffinitySchedulingStrategy)).remote()
     remote_agent = ray.remote(HostAgent)
     agents = [remote_agent.options(
         num_cpus=plan.cores, max_restarts=0,
@@ -219,11 +229,11 @@ def _wait(ray, refs: list, agents: list, collector, streams: list[HostStream],
     Returns ``(results, lost, interrupted)``: each finished host's result, each lost (or
     killed) host's reason, and the interrupting signal's name (None without one).
     """
+    from lens.engine import interrupts
+
     results: dict[int, dict] = {}
     lost: dict[int, dict] = {}
     pending = dict(zip(refs, range(len(refs)), strict=True))
-    from lens.engine import interrupts
-
     interrupted = None
     deadline = None
     kb = 0
@@ -269,8 +279,18 @@ def _wait(ray, refs: list, agents: list, collector, streams: list[HostStream],
 
 
 def _take(ray, collector, streams: list[HostStream], view: HostsView) -> None:
-    """Move the rows streamed since the last call from the collector into the host streams."""
-    progress, batches = ray.get(collector.take.remote())
+    """Move the rows streamed since the last call from the collector into the host streams.
+
+    A collector that is gone (its node died) ends the stream, never the run: the hosts'
+    own files and summaries still come back; ``stream_error`` says why live figures stopped.
+    """
+    if view.stream_error is not None:
+        return
+    try:
+        progress, batches = ray.get(collector.take.remote())
+    except ray.exceptions.RayError as e:
+        view.stream_error = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+        return
     view.take(progress)
     for h, p in progress.items():
         s = streams[h]
@@ -309,6 +329,7 @@ def _finish(plan: RunPlan, plans: list[RunPlan], out: Path | None, argv, address
             hm["start_late_ms"] = round(r["outcome"]["start_late_ms"], 3)
             hm["workers_died"] = r["outcome"]["died"]
             hm["cpu_s"] = r["outcome"].get("cpu_s")
+            hm["bytes_returned"] = sum(len(v) for v in r["files"].values())
             hm["sent"] = r["summary"]["scenarios"][0]["results"][0]["counts"]["sent"]
             summaries.append(r["summary"])
             s.drop()
@@ -353,6 +374,8 @@ def _finish(plan: RunPlan, plans: list[RunPlan], out: Path | None, argv, address
         "hosts_lost": gone, "hosts_stopped": sorted(set(lost) - set(gone)),
         "host_details": host_meta,
     }
+    if view.stream_error is not None:
+        dist["stream_error"] = view.stream_error
     meta = {"command": " ".join(argv) if argv else None, "distributed": dist}
     if gone:
         meta["hosts_lost"] = [f"host {h} ({host_meta[h]['hostname']}) lost: "

@@ -127,6 +127,7 @@ class HostsView:
         self.error_names = dict(ERROR_NAMES)
         self.in_flight = 0
         self.progress: dict[int, dict] = {}      # each host's last report (the Collector's)
+        self.stream_error: str | None = None     # why the stream stopped (collector lost)
 
     def take(self, progress: dict[int, dict]) -> None:
         """The hosts' latest reports: requests sent and in flight."""

@@ -225,7 +225,7 @@ CONFIG_OVERRIDES = {"url": "url", "model": "model", "requests": "requests",
 #: Flags of the run itself, allowed with a config file.
 RUN_FLAGS = {"output", "no_progress", "strict", "config", "format", "prometheus_port",
              "prometheus_addr", "prometheus_linger", "pushgateway", "influx", "influx_db",
-             "influx_bucket", "influx_org", "ray", "hosts"}
+             "influx_bucket", "influx_org", "ray", "hosts", "shared_output"}
 
 
 def config_overrides(o: dict, given: set[str]) -> dict:
@@ -347,13 +347,18 @@ def ray_settings(o: dict, file: dict | None = None):
     if o.get("hosts") is not None and not (o.get("ray") or file):
         raise ConfigError(f"--hosts {o['hosts']} needs --ray (auto or the Ray head's "
                           "address) or execution.ray in the config file")
+    if o.get("shared_output") and not (o.get("ray") or file):
+        raise ConfigError("--shared-output needs --ray (auto or the Ray head's address) or "
+                          "execution.ray in the config file")
     if not (o.get("ray") or file):
         return None
     from lens.distributed.cli import RaySettings
 
     return RaySettings(address=o.get("ray") or file.get("address", "auto"),
                        hosts=o["hosts"] if o.get("hosts") is not None else file.get("hosts"),
-                       lead_s=file.get("lead_s"))
+                       lead_s=file.get("lead_s"),
+                       shared_output=bool(o.get("shared_output")
+                                          or file.get("shared_output", False)))
 
 
 @click.command("run")
@@ -463,6 +468,9 @@ def ray_settings(o: dict, file: dict | None = None):
               "running cluster) or the head's address; needs pip install 'lens-fast[ray]'.")
 @click.option("--hosts", type=int, help="With --ray: Ray nodes to send load from, one host "
               "agent of --cores workers each (default: every node with --cores CPUs; docs/ray.md).")
+@click.option("--shared-output", is_flag=True, help="With --ray: --output is on a file system "
+              "every Ray node mounts (NFS, a shared volume); each host writes its files there "
+              "itself instead of sending them to the driver.")
 def run_command(**o) -> None:
     """Profile an endpoint: open-loop (--rps) or closed-loop (--concurrency) streaming load.
 

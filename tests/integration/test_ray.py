@@ -73,6 +73,7 @@ def test_open_loop_is_split_and_merged_exactly(cluster, mock, tmp_path):
     assert res["counts"]["sent"] == res["counts"]["ok"] == n == len(rows)
     assert sorted(rows["request_id"]) == list(range(n))
     assert dist["hosts"] == 2 and dist["workers"] == 2 and dist["hosts_lost"] == []
+    assert all(h["bytes_returned"] > 0 for h in dist["host_details"])   # files through Ray
     assert len({h["node_id"] for h in dist["host_details"]}) == 2
     # the rate split: each host sent its half of the arrivals, within 2 %
     for h in (0, 1):
@@ -310,3 +311,23 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_shared_output_is_written_by_the_hosts(cluster, mock, tmp_path, monkeypatch):
+    """--shared-output: each host writes hosts/NN/ itself (the nodes share this machine's
+    file system); no file travels through Ray; a relative --output works from any cwd."""
+    monkeypatch.chdir(tmp_path)
+    p = plan(mock.url, rps=20.0, duration_s=2.0)
+    summary = run_distributed(p, address=cluster.address, hosts=2, out_dir="shared",
+                              lead_s=LEAD_S, shared_dir=True)
+    n = len(arrival_offsets_ns("constant", 20.0, duration_s=2.0))
+    res = summary["scenarios"][0]["results"][0]
+    assert res["counts"]["sent"] == res["counts"]["ok"] == n
+    rows = pq.read_table(tmp_path / "shared" / "requests.parquet").to_pandas()
+    assert (~rows["warmup"]).sum() == n
+    for h in (0, 1):
+        d = tmp_path / "shared" / "hosts" / f"{h:02d}"
+        meta = pq.read_schema(d / "requests.parquet").metadata
+        assert json.loads(meta[b"lens.run"])["config"]["host_index"] == h
+    assert [h["bytes_returned"] for h in summary["metadata"]["distributed"]["host_details"]] \
+        == [0, 0]

@@ -169,3 +169,57 @@ def test_progress_line_of_a_distributed_run():
     assert "sent 45" in text and "completed 40" in text and "failed 2" in text
     assert "in flight 3" in text and "TTFT p50 21.0 ms" in text
     line.close()
+
+
+# ------------------------------------------------------------------ the driver's stream
+def _rows(ids, t0, ttft_ms=20.0, error=0):
+    from lens._core import ROW_DTYPE
+
+    r = np.zeros(len(ids), ROW_DTYPE)
+    r["request_id"] = ids
+    r["t_sched_ns"] = t0 + np.asarray(ids, np.int64) * 10_000_000
+    r["t_start_ns"] = r["t_sched_ns"] + 1000
+    r["t_first_token_ns"] = r["t_start_ns"] + int(ttft_ms * 1e6)
+    r["t_last_token_ns"] = r["t_first_token_ns"] + 5_000_000
+    r["t_end_ns"] = r["t_last_token_ns"] + 100_000
+    r["output_tokens"] = r["token_events"] = 6
+    r["status"] = 200 if error == 0 else 500
+    r["error"] = error
+    return r
+
+
+def test_host_stream_spools_rows_and_mirrors_the_itl(tmp_path):
+    import pyarrow.parquet as pq
+
+    from lens._core import LogLinearHistogram
+    from lens.distributed.stream import HostStream, HostsView
+    from lens.output.summary import build_summary
+
+    plans = [RunPlan(url="http://x/v1", rps=100.0, duration_s=1.0, host_index=h, hosts=2)
+             for h in (0, 1)]
+    streams = [HostStream(p, tmp_path) for p in plans]
+    view = HostsView(streams, 0, 1_700_000_000 * 10**9, "default")
+    t0 = 5 * 10**9
+    streams[0].start(t0, 1_700_000_000 * 10**9)
+    streams[0].add(_rows(range(0, 20, 2), t0))
+    streams[0].add(_rows(range(20, 30, 2), t0, ttft_ms=40.0))
+    itl = LogLinearHistogram()
+    itl.record_many(np.full(7, 1_000_000, np.int64))
+    streams[0].set_itl(itl.encode(), at=1)
+    streams[0].set_itl(itl.encode(), at=1)          # the same report again: not counted twice
+    view.take({0: {"sent": 16, "in_flight": 1}, 1: {"sent": 0, "in_flight": 2}})
+    assert view.sent == 16 and view.in_flight == 3
+    assert view.counts() == {"ok": 15, "failed": 0, "dropped": 0}
+    assert view.histogram("ttft").count == 15
+    assert view.histogram("ttft").max == pytest.approx(40e6, rel=1e-3)
+    assert view.histogram("itl").count == 7
+    # a lost host's Parquet from its spool, and its summary from its stream
+    streams[0].write_parquet(tmp_path / "h0", {"partial": "lost"})
+    t = pq.read_table(tmp_path / "h0" / "requests.parquet").to_pandas()
+    assert sorted(t["request_id"]) == list(range(0, 30, 2))
+    assert t["ttft_ms"].max() == pytest.approx(40.0)
+    streams[0].results.client = {"worker_cpu_percent": [], "reasons": []}
+    res = build_summary(streams[0].results, {})["scenarios"][0]["results"][0]
+    assert res["counts"]["ok"] == 15 and res["metrics"]["itl"]["count"] == 7
+    streams[0].drop()
+    assert not list(tmp_path.glob("host-00-*"))

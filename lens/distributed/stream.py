@@ -135,6 +135,11 @@ class HostsView:
         self.in_flight = sum(p.get("in_flight", 0) for p in progress.values())
 
     @property
+    def reported_elapsed_s(self) -> float:
+        """Seconds since the start as of the latest host report (what ``sent`` counts up to)."""
+        return max((p.get("elapsed_s", 0.0) for p in self.progress.values()), default=0.0)
+
+    @property
     def sent(self) -> int:
         """Requests the hosts sent, as last reported."""
         return sum(p.get("sent", 0) for p in self.progress.values())

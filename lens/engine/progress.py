@@ -11,13 +11,15 @@ from lens.engine.plan import RunPlan
 REFRESH_S = 0.25
 
 
-def progress_text(plan: RunPlan, elapsed: float, sent: int, s) -> str:
+def progress_text(plan: RunPlan, elapsed: float, sent: int, s,
+                  rate: float | None = None) -> str:
     """Format one progress line from a ``RunResults.snapshot()``.
 
-    "achieved" is requests started per second since t0 (sent / elapsed): steady from the
-    first tick, unlike a rate fitted to the first few start times.
+    "achieved" is requests started per second since t0 (sent / elapsed, unless ``rate`` is
+    given): steady from the first tick, unlike a rate fitted to the first few start times.
     """
-    rate = sent / elapsed if elapsed > 0 else 0.0
+    if rate is None:
+        rate = sent / elapsed if elapsed > 0 else 0.0
     total = f"/{plan.duration_s:.0f}s" if plan.duration_s else ""
     of = f"/{plan.requests}" if plan.requests else ""
     ttft = "–" if s.ttft_p50_ms is None or s.ttft_p50_ms != s.ttft_p50_ms \
@@ -64,7 +66,10 @@ class ProgressLine:
         h = view.histogram("ttft")
         p50 = h.quantile(0.5) / 1e6 if h.count else None
         s = Progress(c["ok"], c["failed"], c["dropped"], view.in_flight, 0.0, p50)
-        self.live.update(Text(progress_text(self.plan, elapsed, sent, s)), refresh=True)
+        # the hosts' counts are up to a second old: their rate is over their own elapsed
+        at = view.reported_elapsed_s
+        rate = sent / at if at > 0 else 0.0
+        self.live.update(Text(progress_text(self.plan, elapsed, sent, s, rate)), refresh=True)
 
     def close(self) -> None:
         self.live.stop()

@@ -139,6 +139,7 @@ def test_ray_settings_flags_over_the_file():
 
 class _View:
     in_flight = 3
+    reported_elapsed_s = 3.0
 
     def __init__(self, ttft_ns):
         from lens._core import LogLinearHistogram
@@ -168,6 +169,7 @@ def test_progress_line_of_a_distributed_run():
     text = console.file.getvalue()
     assert "sent 45" in text and "completed 40" in text and "failed 2" in text
     assert "in flight 3" in text and "TTFT p50 21.0 ms" in text
+    assert "achieved 15.0 req/s" in text            # 45 sent by the hosts' 3.0 s
     line.close()
 
 
@@ -207,8 +209,9 @@ def test_host_stream_spools_rows_and_mirrors_the_itl(tmp_path):
     itl.record_many(np.full(7, 1_000_000, np.int64))
     streams[0].set_itl(itl.encode(), at=1)
     streams[0].set_itl(itl.encode(), at=1)          # the same report again: not counted twice
-    view.take({0: {"sent": 16, "in_flight": 1}, 1: {"sent": 0, "in_flight": 2}})
-    assert view.sent == 16 and view.in_flight == 3
+    view.take({0: {"sent": 16, "in_flight": 1, "elapsed_s": 2.5},
+               1: {"sent": 0, "in_flight": 2, "elapsed_s": 2.0}})
+    assert view.sent == 16 and view.in_flight == 3 and view.reported_elapsed_s == 2.5
     assert view.counts() == {"ok": 15, "failed": 0, "dropped": 0}
     assert view.histogram("ttft").count == 15
     assert view.histogram("ttft").max == pytest.approx(40e6, rel=1e-3)

@@ -69,7 +69,7 @@ def run_on_ray(plan: RunPlan, ray: RaySettings, *, embedded: bool, output: str |
         EXIT_SATURATED,
         EXIT_SIGNAL,
         default_output_dir,
-        write_report,
+        show_files,
     )
     from lens.output.table import render_table
 
@@ -112,12 +112,7 @@ def run_on_ray(plan: RunPlan, ray: RaySettings, *, embedded: bool, output: str |
     console.print(f"Clock offset bound between hosts: {dist['clock_offset_bound_ms']:.3f} ms")
     for text in summary["metadata"].get("hosts_lost", []):
         console.print(f"[yellow]{text}[/]")
-    files = [f for fmt, f in (("parquet", "requests.parquet, tokens.parquet"),
-                              ("csv", "requests.csv"), ("json", "summary.json"))
-             if fmt in formats]
-    console.print(f"Results: {out_dir}/ ({', '.join(files)}; hosts/NN/ per host)")
-    if "html" in formats:
-        write_report(Path(out_dir), console)
+    show_files(Path(out_dir), formats, console, "; hosts/NN/ per host")
     if interrupted:
         console.print(f"[yellow]Interrupted by {interrupted}: outputs hold what the hosts "
                       "measured until then.[/]")

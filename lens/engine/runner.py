@@ -266,6 +266,17 @@ def write_report(out_dir: Path, console) -> Path | None:
     return path
 
 
+def show_files(out_dir: Path, formats: tuple[str, ...], console, more: str = "") -> None:
+    """Print where a run's files are (``more``: after the list) and write report.html for
+    ``--format html``."""
+    files = [f for fmt, f in (("parquet", "requests.parquet, tokens.parquet"),
+                              ("csv", "requests.csv"), ("json", "summary.json"))
+             if fmt in formats]
+    console.print(f"Results: {out_dir}/ ({', '.join(files)}{more})")
+    if "html" in formats:
+        write_report(out_dir, console)
+
+
 def run_and_report(plan: RunPlan, *, embedded: bool, output: str | None, progress: bool,
                    strict: bool, mock_ttft_ms: float = 20.0, mock_itl_ms: float = 2.0,
                    argv: list[str] | None = None, formats: tuple[str, ...] = DEFAULT_FORMATS,
@@ -308,12 +319,7 @@ def run_and_report(plan: RunPlan, *, embedded: bool, output: str | None, progres
                 line.close()
     result = summary["scenarios"][0]["results"][0]
     render_table(result, console)
-    files = [f for fmt, f in (("parquet", "requests.parquet, tokens.parquet"),
-                              ("csv", "requests.csv"), ("json", "summary.json"))
-             if fmt in formats]
-    console.print(f"Results: {out_dir}/ ({', '.join(files)})")
-    if "html" in formats:
-        write_report(Path(out_dir), console)
+    show_files(Path(out_dir), formats, console)
     if outcome.interrupted:
         console.print(f"[yellow]Interrupted by {outcome.interrupted}: outputs hold what was "
                       "measured until then.[/]")

@@ -130,8 +130,9 @@ class HostAgent:
                 "worker_pids": [w.process.pid for w in sup.workers]}, results)]
 
         c0 = os.times()
-        summary, results, outcome = execute(plan, d, on_tick=tick, t0_unix_ns=start_unix_ns,
-                                      formats=("parquet", "json"), on_batch=on_batch)
+        summary, results, outcome = execute(plan, d, on_tick=tick,
+                                            t0_unix_ns=start_unix_ns,
+                                            formats=("parquet", "json"), on_batch=on_batch)
         if self.collector is not None:
             # the rest of the stream, received by the collector before this call returns
             counts = summary["scenarios"][0]["results"][0]["counts"]

@@ -49,6 +49,8 @@ PINGS = 5
 TAKE_PERIOD_S = 1.0         # the driver takes the streamed rows and shows progress this often
 #                             (a Ray call each: the driver's stream cost 0.018 CPU-s per second
 #                             at 4 takes a second, 0.012 at 1; benchmarks/RESULTS.md)
+WAIT_SLICE_S = 0.1          # the driver waits in slices this long: two signals that come
+#                             during one blocking wait would reach Python's handler as one
 STOP_GRACE_S = 10.0         # after a stop request, hosts still running then are killed
 
 
@@ -238,11 +240,13 @@ def _wait(ray, refs: list, agents: list, collector, streams: list[HostStream],
     deadline = None
     kb = 0
     n0 = 0 if interrupts.installed() else interrupts.count()   # lens-fast run: from its start
-    last_progress = 0.0
+    last_progress = last_take = 0.0
     while pending:
         try:
-            done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=TAKE_PERIOD_S)
-            _take(ray, collector, streams, view)
+            done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=WAIT_SLICE_S)
+            if time.monotonic() - last_take >= TAKE_PERIOD_S:
+                last_take = time.monotonic()
+                _take(ray, collector, streams, view)
             for ref in done:
                 h = pending.pop(ref)
                 try:
@@ -255,9 +259,9 @@ def _wait(ray, refs: list, agents: list, collector, streams: list[HostStream],
         except KeyboardInterrupt:
             kb += 1
         if live is not None:
-            live.update(view)
+            live.update(view)               # cheap until its next snapshot is due
         now = time.monotonic()
-        if on_progress is not None and now - last_progress >= 0.25:
+        if on_progress is not None and now - last_progress >= TAKE_PERIOD_S:
             last_progress = now
             on_progress((time.time_ns() - start) / 1e9, view.sent, view)
         n, sig = _signals(n0, kb)
@@ -355,10 +359,9 @@ def _finish(plan: RunPlan, plans: list[RunPlan], out: Path | None, argv, address
             hm.update(_lost_report(plan, share, lost[h], progress.get(h), start,
                                    s.rows))
             hm["sent"] = summary["scenarios"][0]["results"][0]["counts"]["sent"]
-            if d is not None:
-                if s.rows:
-                    s.write_parquet(d, meta)
-                    host_dirs.append(d)
+            if d is not None:       # files even with no rows: the outputs stay complete
+                s.write_parquet(d, meta)
+                host_dirs.append(d)
                 write_summary(d / "summary.json", summary)
         hm["scheduled"] = share.get("scheduled")
         host_meta.append(hm)

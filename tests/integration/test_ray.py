@@ -19,7 +19,7 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from lens._core import LogLinearHistogram
+from lens._core import ROW_DTYPE, LogLinearHistogram
 from lens.distributed import run_distributed
 from lens.distributed.driver import host_share
 from lens.engine.plan import RunPlan
@@ -274,7 +274,14 @@ def test_ctrl_c_in_the_driver_writes_outputs(cluster, mock, tmp_path, sig, signa
         lines.append(line)
         if "Run 1/1" in line:
             break
-    time.sleep(9.0)                        # Ray's start, the lead (2 s), then some 4 s of load
+    # Ray's start and the lead, then load until both hosts have streamed rows to the driver
+    # (their probe's and 3 measured ones)
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and not all(
+            any(p.stat().st_size >= 4 * ROW_DTYPE.itemsize
+                for p in out.glob(f"*/.lens-stream-*/host-0{h}-rows.bin"))
+            for h in (0, 1)):
+        time.sleep(0.2)
     for _ in range(signals):
         proc.send_signal(getattr(signal, sig))
         time.sleep(0.3)

@@ -13,11 +13,11 @@
    the schedule it missed.
 
 A host agent returns its Parquet files and summary when its run ends, and streams its rows
-to the driver while it runs (``lens.distributed.stream``: about twice a second, never more
-than about a second of rows held in between). The stream feeds the live progress line and
-live metrics. One source per host in the outputs, never both: a host that finishes
+to the driver while it runs (``lens.distributed.stream``: request rows and its ITL histogram
+once a second, never more than a second or two of rows held in between). The stream feeds
+the live progress line and live metrics. One source per host in the outputs, never both: a host that finishes
 contributes its own files and summary; for a host lost mid-run (or stopped by a second
-Ctrl-C) the driver writes the rows it had streamed (what it measured until at most ~0.5 s
+Ctrl-C) the driver writes the rows it had streamed (what it measured until at most ~1 s
 before its loss) into ``hosts/NN/``, and their figures into the merged summary, and
 ``host_details`` says how many were kept.
 

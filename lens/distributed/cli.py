@@ -60,8 +60,6 @@ def run_on_ray(plan: RunPlan, ray: RaySettings, *, embedded: bool, output: str |
                mock_itl_ms: float = 2.0, argv: list[str] | None = None,
                formats: tuple[str, ...] = ("parquet", "json"), live: Any = None) -> int:
     """Run ``plan`` on the Ray cluster; print the merged table; return the exit status."""
-    from rich.console import Console
-
     from lens.distributed.driver import require_ray
     from lens.engine.progress import ProgressLine
     from lens.engine.runner import (
@@ -70,26 +68,19 @@ def run_on_ray(plan: RunPlan, ray: RaySettings, *, embedded: bool, output: str |
         EXIT_SIGNAL,
         default_output_dir,
         show_files,
+        start_run,
     )
-    from lens.output.table import render_table
+    from lens.output.table import consoles, render_table
 
     require_ray()
-    console = Console(stderr=False)
-    if not console.is_terminal:
-        console = Console(stderr=False, width=120)
-    err = Console(stderr=True)
+    console, err = consoles()
     out_dir = output or default_output_dir()
     with ExitStack() as stack:
-        if live is not None:
-            live.start()
-            stack.callback(live.close)
+        plan = start_run(stack, plan, live=live, embedded=embedded,
+                         mock_ttft_ms=mock_ttft_ms, mock_itl_ms=mock_itl_ms)
         if embedded:
-            from lens.mock.process import MockProcess
-
-            mock = stack.enter_context(MockProcess(ttft_ms=mock_ttft_ms, itl_ms=mock_itl_ms))
-            plan = dataclasses.replace(plan, url=mock.url)
             err.print(f"[bold]No --url given:[/] the embedded mock runs on this machine at "
-                      f"{mock.url}; only Ray nodes on this machine can reach it (give --url "
+                      f"{plan.url}; only Ray nodes on this machine can reach it (give --url "
                       "on a real cluster)")
         err.print(f"Ray: {ray.hosts or 'every node as a'} host(s) × {plan.cores} workers, "
                   "starting together")

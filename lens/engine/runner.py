@@ -277,6 +277,24 @@ def show_files(out_dir: Path, formats: tuple[str, ...], console, more: str = "")
         write_report(out_dir, console)
 
 
+def start_run(stack: ExitStack, plan: RunPlan | None, *, live=None, embedded: bool = False,
+              mock_ttft_ms: float = 20.0, mock_itl_ms: float = 2.0) -> RunPlan | None:
+    """Start ``live`` metrics (closed when ``stack`` closes, also on Ctrl-C) and, when
+    ``embedded``, the mock endpoint (stopped with ``stack``); return the plan aimed at the
+    mock. The caller says what it profiles."""
+    import dataclasses
+
+    if live is not None:
+        live.start()
+        stack.callback(live.close)
+    if embedded:
+        from lens.mock.process import MockProcess
+
+        mock = stack.enter_context(MockProcess(ttft_ms=mock_ttft_ms, itl_ms=mock_itl_ms))
+        plan = dataclasses.replace(plan, url=mock.url)
+    return plan
+
+
 def run_and_report(plan: RunPlan, *, embedded: bool, output: str | None, progress: bool,
                    strict: bool, mock_ttft_ms: float = 20.0, mock_itl_ms: float = 2.0,
                    argv: list[str] | None = None, formats: tuple[str, ...] = DEFAULT_FORMATS,
@@ -286,29 +304,17 @@ def run_and_report(plan: RunPlan, *, embedded: bool, output: str | None, progres
     ``live`` is an unstarted ``LiveMetrics``: it is started before any load and closed (final
     push) at the end, also on Ctrl-C.
     """
-    import dataclasses
-
-    from rich.console import Console
-
     from lens.engine.progress import ProgressLine
-    from lens.output.table import render_table
+    from lens.output.table import consoles, render_table
 
-    console = Console(stderr=False)
-    if not console.is_terminal:           # piped or in CI: the full table, not a narrow one
-        console = Console(stderr=False, width=120)
-    err = Console(stderr=True)
+    console, err = consoles()
     out_dir = output or default_output_dir()
     with ExitStack() as stack:
-        if live is not None:
-            live.start()
-            stack.callback(live.close)
+        plan = start_run(stack, plan, live=live, embedded=embedded,
+                         mock_ttft_ms=mock_ttft_ms, mock_itl_ms=mock_itl_ms)
         if embedded:
-            from lens.mock.process import MockProcess
-
-            mock = stack.enter_context(MockProcess(ttft_ms=mock_ttft_ms, itl_ms=mock_itl_ms))
-            plan = dataclasses.replace(plan, url=mock.url)
             err.print(f"[bold]No --url given:[/] profiling lens' embedded mock endpoint at "
-                      f"{mock.url} (TTFT {mock_ttft_ms:g} ms, ITL {mock_itl_ms:g} ms)")
+                      f"{plan.url} (TTFT {mock_ttft_ms:g} ms, ITL {mock_itl_ms:g} ms)")
         line = ProgressLine(plan, err) if progress and err.is_terminal else None
         try:
             summary, results, outcome = execute(
@@ -437,9 +443,7 @@ def run_plans_and_report(plans: list[RunPlan], *, exports=(), output: str | None
     ``line`` is the plan's ``ProgressLine`` or None.
     """
     with ExitStack() as stack:
-        if live is not None:
-            live.start()
-            stack.callback(live.close)
+        start_run(stack, None, live=live)
         return _run_plans(plans, exports=exports, output=output, progress=progress,
                           strict=strict, argv=argv, config_path=config_path, formats=formats,
                           live=live, run_one=run_one)
@@ -448,16 +452,11 @@ def run_plans_and_report(plans: list[RunPlan], *, exports=(), output: str | None
 def _run_plans(plans: list[RunPlan], *, exports, output: str | None, progress: bool,
                strict: bool, argv: list[str] | None, config_path: str | None,
                formats: tuple[str, ...], live, run_one=None) -> int:
-    from rich.console import Console
-
     from lens.engine.progress import ProgressLine
     from lens.output.summary import write_summary
-    from lens.output.table import render_table
+    from lens.output.table import consoles, render_table
 
-    console = Console(stderr=False)
-    if not console.is_terminal:
-        console = Console(stderr=False, width=120)
-    err = Console(stderr=True)
+    console, err = consoles()
     out_dir = Path(output or default_output_dir())
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     runs: list[tuple[RunPlan, Path, dict]] = []

@@ -613,9 +613,9 @@ def sweep_command(**o) -> None:
       lens-fast sweep --url http://localhost:8000/v1 --model M --rates 5,10,20,40
     """
     from click.core import ParameterSource
-    from rich.console import Console
 
     from lens.engine.runner import check_formats, write_report
+    from lens.output.table import consoles
 
     settings = _settings(o)
     formats = check_formats(o["format"])
@@ -629,10 +629,7 @@ def sweep_command(**o) -> None:
     plan = build_plan(_run_options(o), url or "http://127.0.0.1:1/v1", embedded=embedded)
     out = Path(o["output"] or os.path.join(
         "lens-results", dt.datetime.now(dt.UTC).strftime("sweep-%Y%m%d-%H%M%S")))
-    console = Console(stderr=False)
-    if not console.is_terminal:
-        console = Console(stderr=False, width=140)
-    err = Console(stderr=True)
+    console, err = consoles(140)
     meta = {"command": shlex.join(sys.argv), "started_at": _iso(time.time()),
             "versions": {"lens-fast": __version__, "python": platform.python_version()},
             "host": platform.node(), "cpu_count": os.cpu_count(), "mode":

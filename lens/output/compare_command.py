@@ -24,7 +24,7 @@ from lens.output.compare import (
     compare_runs,
     parse_thresholds,
 )
-from lens.output.table import format_value
+from lens.output.table import consoles, format_value
 
 __all__ = ["compare_command", "comparison_markdown", "render_comparison"]
 
@@ -178,9 +178,7 @@ def compare_command(baseline_dir: str, run_dir: str, thresholds, markdown: str |
 
     c = compare_runs(baseline_dir, run_dir, thresholds, confidence=confidence,
                      resamples=resamples, seed=seed)
-    console = Console(stderr=False)
-    if not console.is_terminal:           # piped or in CI: every column, not a folded table
-        console = Console(stderr=False, width=140)
+    console, _ = consoles(140)        # piped or in CI: every column, not a folded table
     render_comparison(c, console)
     if markdown:
         _write(markdown, comparison_markdown(c) + "\n", "--markdown")

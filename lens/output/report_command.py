@@ -60,17 +60,14 @@ def report_command(run_dir: Path, html_path: Path | None) -> None:
     sweep's folder (sweep.json): the sweep's table, and latency, throughput and error rate
     against the offered rate with the SLO limits, the max rate found and the knee marked.
     """
-    from rich.console import Console
-
     from lens.output.report import write_html_report
     from lens.output.report_data import read_summary
     from lens.output.report_sweep import is_sweep, load_sweep, print_sweep
+    from lens.output.table import consoles
 
     sweep = load_sweep(run_dir) if is_sweep(run_dir) else None
     summary = read_summary(run_dir) if sweep is None else {}
-    console = Console()
-    if not console.is_terminal:          # piped or in CI: the full table, as `run` prints it
-        console = Console(width=160 if sweep else 120)
+    console, _ = consoles(160 if sweep else 120)     # piped or in CI: the full table
     if sweep is not None:
         print_sweep(sweep, console)
     else:

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["COLUMNS", "ROWS", "format_usd", "format_value", "render_table"]
+__all__ = ["COLUMNS", "ROWS", "consoles", "format_usd", "format_value", "render_table"]
 
 #: The latency table's rows: (label, metric key of the summary's ``metrics``). The HTML
 #: report (``lens.output.report``) draws the same table.
@@ -35,6 +35,15 @@ NARROW = 100
 _NARROW_COLUMNS = (("mean", "mean"), ("p50", "p50"), ("p90", "p90"), ("p99", "p99"),
                    ("max", "max"))
 DASH = "-"
+
+
+def consoles(width: int = 120) -> tuple[Console, Console]:
+    """The command's consoles: stdout for tables (``width`` columns when piped or in CI, so
+    the full table rather than a narrow one) and stderr for messages and progress."""
+    out = Console(stderr=False)
+    if not out.is_terminal:
+        out = Console(stderr=False, width=width)
+    return out, Console(stderr=True)
 
 
 def format_value(v: float | int | None) -> str:

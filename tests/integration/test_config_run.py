@@ -9,8 +9,8 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from lens_cli import cli
 
-from lens.cli import main
 from lens.mock.process import MockProcess
 
 SEED = Path(__file__).parents[3] / "shared" / "seed-config-example.yaml"
@@ -22,14 +22,6 @@ if not SEED.exists():
 def mock():
     with MockProcess(ttft_ms=5, itl_ms=1, capture=5000) as m:
         yield m
-
-
-def cli(*args) -> int:
-    try:
-        main(list(args))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 def measured(mock) -> list[dict]:

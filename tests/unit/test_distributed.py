@@ -12,8 +12,8 @@ import time
 import numpy as np
 import psutil
 import pytest
+from lens_cli import cli
 
-from lens.cli import main
 from lens.distributed.driver import host_share, require_ray
 from lens.engine.plan import RunPlan
 from lens.engine.worker import die_with_parent
@@ -41,19 +41,13 @@ def test_missing_ray_names_the_extra(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ConfigError, match=r"pip install 'lens-fast\[ray\]'"):
         require_ray()
-    assert cli(["run", "--ray", "auto", "--hosts", "2", "--requests", "1"], capsys) == 1
+    assert cli("run", "--ray", "auto", "--hosts", "2", "--requests", "1") == 1
     assert "lens-fast[ray]" in capsys.readouterr().err
 
 
 def test_hosts_needs_ray(capsys):
-    assert cli(["run", "--hosts", "2", "--requests", "1"], capsys) == 1
+    assert cli("run", "--hosts", "2", "--requests", "1") == 1
     assert "--hosts 2 needs --ray" in capsys.readouterr().err
-
-
-def cli(argv, capsys) -> int:
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    return e.value.code
 
 
 CHILD = ("import sys, time; from lens.engine.worker import die_with_parent; "

@@ -8,9 +8,9 @@ import re
 
 import numpy as np
 import pytest
+from lens_cli import cli
 
 from lens._core import FLAG_DROPPED, FLAG_WARMUP, TOKEN_DTYPE, LogLinearHistogram
-from lens.cli import main
 from lens.engine.runner import combine_summaries
 from lens.errors import ConfigError
 from lens.output import ParquetSink, RunResults, build_summary, empty_rows, write_summary
@@ -410,14 +410,6 @@ def test_missing_run_folder_and_bad_histogram(tmp_path):
     write_summary(tmp_path / "one" / "summary.json", s)
     with pytest.raises(ConfigError, match="ttft histogram .* cannot be decoded"):
         load_run(tmp_path / "one")
-
-
-def cli(*args):
-    try:
-        main(list(args))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 def test_command_exits_1_with_one_line(tmp_path, capsys):

@@ -10,8 +10,8 @@ import re
 
 import orjson
 import pytest
+from lens_cli import cli
 
-from lens.cli import main
 from lens.errors import ConfigError
 from lens.output.report import write_html_report
 from lens.output.report_data import read_summary
@@ -312,14 +312,6 @@ def test_read_summary_of_a_sweep_points_to_the_sweep_report(tmp_path):
 
 
 # ------------------------------------------------------------------------- the command
-def cli(*args):
-    try:
-        main(list(args))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
-
-
 def test_command_prints_the_sweep_table_and_result(tmp_path, capsys):
     d = make_sweep(tmp_path / "sw")
     assert cli("report", str(d)) == 0

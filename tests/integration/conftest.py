@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from servers import stop_process
 
 #: llama-cpp-python sdist whose vendored llama.cpp .ci/llama-server.sh builds (keep in step).
 LLAMA_CPP_PYTHON_VERSION = os.environ.get("LENS_LLAMA_CPP_PYTHON_VERSION", "0.3.36")
@@ -136,14 +137,7 @@ class LlamaServer:
         return False
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        stop_process(self.proc)
 
     def tail(self, n: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""

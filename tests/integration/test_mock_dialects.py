@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+from servers import ThreadedMock
 
-from lens.mock import MockConfig, MockProcess, load_truth
+from lens.mock import MockProcess, load_truth
 from lens.mock.distributions import DistSpec
-from lens.mock.server import MockServer, bind_socket
 from lens.mock.wire import WORDS, text_of
 
 KEY = "sk-lens-test-4711"
@@ -292,30 +291,9 @@ def test_non_streamed(mock, client):
 # API-specific
 
 
-def threaded(api: str, **kw: Any) -> Any:
+def threaded(api: str, **kw: Any) -> ThreadedMock:
     """Run a MockServer in a thread of this process (cheap; no truth file, no key)."""
-    server = MockServer(MockConfig(port=0, api=api, ttft=DistSpec("fixed", 1.0),
-                                   itl=DistSpec("fixed", 0.5), **kw))
-    sock = bind_socket("127.0.0.1", 0)
-    ready = threading.Event()
-    thread = threading.Thread(target=server.run, args=(sock, lambda _: ready.set(), False))
-    thread.start()
-    assert ready.wait(10)
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-    class Handle:
-        url = base + "/v1" if api == "openai" else base
-        base_url = base
-
-        def __enter__(self) -> Any:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            server.stop()
-            thread.join(10)
-            assert not thread.is_alive()
-
-    return Handle()
+    return ThreadedMock(api=api, ttft=DistSpec("fixed", 1.0), itl=DistSpec("fixed", 0.5), **kw)
 
 
 @pytest.mark.parametrize("api", list(CASES))

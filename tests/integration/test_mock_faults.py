@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 
 import pytest
+from servers import ThreadedMock
 
-from lens.mock import MockConfig
 from lens.mock.distributions import DistSpec
 from lens.mock.faults import FAULT_KINDS, OVERSIZED_EVENT_BYTES, fault_of
-from lens.mock.server import MockServer, bind_socket
 from lens.mock.truth import load_faults
 
 SEED = 3
@@ -25,29 +23,15 @@ def ids_for(kind: str, n: int = 1) -> list[str]:
     return out[:n]
 
 
-class ThreadedMock:
-    def __init__(self, **kw):
-        self.server = MockServer(MockConfig(port=0, seed=SEED, faults=tuple(RATES.items()),
-                                            fault_delay_ms=200.0, output_tokens=8, **kw))
-        self.sock = bind_socket("127.0.0.1", 0)
-        self.port = self.sock.getsockname()[1]
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self.server.run,
-                                       args=(self.sock, lambda _: self.ready.set(), False))
-
-    def __enter__(self):
-        self.thread.start()
-        assert self.ready.wait(10)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.stop()
-        self.thread.join(10)
+def faulty(**kw) -> ThreadedMock:
+    """The mock with every fault kind at an equal rate (seeded), in a thread."""
+    return ThreadedMock(seed=SEED, faults=tuple(RATES.items()), fault_delay_ms=200.0,
+                        output_tokens=8, **kw)
 
 
 @pytest.fixture(scope="module", params=[1.0, 0.0], ids=["itl1ms", "itl0"])
 def mock(request):
-    with ThreadedMock(ttft=DistSpec("fixed", 5.0), itl=DistSpec("fixed", request.param)) as m:
+    with faulty(ttft=DistSpec("fixed", 5.0), itl=DistSpec("fixed", request.param)) as m:
         yield m
 
 
@@ -150,7 +134,7 @@ def test_stream_faults_spare_non_streamed_requests_and_probes(mock):
 def test_the_truth_record_names_every_injected_fault():
     picked = {kind: ids_for(kind)[0] for kind in
               ("status", "reset_before_headers", "invalid_json", "reset_mid_stream")}
-    with ThreadedMock(ttft=DistSpec("fixed", 1.0), itl=DistSpec("fixed", 0.5)) as m:
+    with faulty(ttft=DistSpec("fixed", 1.0), itl=DistSpec("fixed", 0.5)) as m:
         for rid in picked.values():
             exchange(m.port, rid, wait_s=0.3)
         exchange(m.port, ids_for("never_end")[0], stream=False)   # not a stream: no fault

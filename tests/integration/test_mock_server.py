@@ -9,11 +9,11 @@ import time
 import httpx
 import numpy as np
 import pytest
+from servers import ThreadedMock
 
 from lens.errors import ConfigError
-from lens.mock import MockConfig, MockProcess, load_truth, saturation_rps
+from lens.mock import MockProcess, load_truth, saturation_rps
 from lens.mock.distributions import DistSpec
-from lens.mock.server import MockServer, bind_socket
 
 
 def now_ns() -> int:
@@ -51,32 +51,6 @@ def contents(events, chat_=True):
             if text and c["finish_reason"] is None:
                 out.append((t, text))
     return out
-
-
-class ThreadedMock:
-    """The mock in a thread of this process (wire tests); MockProcess for timing and workers."""
-
-    def __init__(self, **kw):
-        self.server = MockServer(MockConfig(port=0, **kw))
-        self.sock = bind_socket("127.0.0.1", 0)
-        self.port = self.sock.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.url = self.base_url + "/v1"
-        self.thread = threading.Thread(target=self.server.run, args=(self.sock, self._ready, False))
-        self.ready = threading.Event()
-
-    def _ready(self, port):
-        self.ready.set()
-
-    def __enter__(self):
-        self.thread.start()
-        assert self.ready.wait(10)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.stop()
-        self.thread.join(10)
-        assert not self.thread.is_alive()
 
 
 @pytest.fixture(scope="module")

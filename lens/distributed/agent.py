@@ -4,23 +4,27 @@ The agent is a plain class; the driver wraps it with ``ray.remote`` (one CPU per
 process, pinned to one node). Its ``run`` is ``lens.engine.runner.execute`` with the plan's
 host slice and the agreed start, so a host of a distributed run measures exactly as a local
 run does: its own worker processes, its own shared-memory rings, its own Parquet and
-``summary.json``. It must run on the actor's main thread (the supervisor installs signal
-handlers), so the actor keeps Ray's default of one call at a time; progress goes out through
-the driver's ``Collector`` instead of a second call into the agent.
+``summary.json``.
 
-Rows stream too: every drained batch of request rows (the structured array the host's own
-results get) is buffered and sent to the ``Collector`` with each progress report (once a
-second), with the host's ITL histogram so far (3–4 KB encoded), and the driver takes them
-out of it each time round its loop (``lens.distributed.stream``), so the rows of a host lost
-mid-run survive it and the driver shows live figures. Token stamps do not travel (24 bytes a
-token: a 500-token answer would be 12 KB); the ITL histogram stands for them. After the run
-the agent sends what is left, and waits until the collector has it, before it returns; a
-host that finishes returns its own Parquet files as well, and the driver uses those.
+The actor has two concurrency groups: ``run`` (with ``info`` and ``clock``) in the default
+one, and ``take`` and ``stop`` in ``io`` (one thread), so that the driver reaches the agent
+while its run goes on. No other actor is involved, so a run starts one Ray worker process per
+host and nothing else (benchmarks/RESULTS.md: an extra relay actor cost about 0.5 CPU-s per
+run and 0.009 CPU-s per second).
 
-Stopping: the collector's reply to a report carries the driver's stop request (a Ctrl-C or
-SIGTERM in the driver). The agent reads the reply of its previous report without waiting,
-and, once asked, stops its supervisor as a signal would: no new requests, in-flight ones get
-their short grace, the host's summary is marked interrupted by that signal.
+Rows stream: every drained batch of request rows (the structured array the host's own
+results get) is buffered; once a second the run's thread also notes its progress and its
+ITL histogram so far (3–4 KB encoded). The driver takes both out once a second (``take``,
+``lens.distributed.stream``), so the rows of a host lost mid-run survive it and the driver
+shows live figures. Token stamps do not travel (24 bytes a token: a 500-token answer would be
+12 KB); the ITL histogram stands for them. When the run ends the last rows and the final
+report wait in the buffer for the driver's last ``take``; a host that finishes returns its
+own Parquet files as well, and the driver uses those.
+
+Stopping: ``stop(signal_name)`` (a Ctrl-C or SIGTERM in the driver) is seen by the run's
+next tick, which stops its supervisor as a signal would: no new requests, in-flight ones get
+their short grace, the host's summary is marked interrupted by that signal. (The run is not
+on the process's main thread, so its supervisor installs no signal handlers.)
 """
 from __future__ import annotations
 
@@ -28,47 +32,26 @@ import os
 import platform
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Collector", "HostAgent"]
+__all__ = ["HostAgent", "IO_GROUP"]
 
-PROGRESS_PERIOD_S = 1.0     # each report is one Ray call; benchmarks/RESULTS.md
-
-
-class Collector:
-    """Relay from the hosts to the driver: each host's last progress report and the row
-    batches it streamed since the driver last took them; and the driver's stop request."""
-
-    def __init__(self) -> None:
-        self.last: dict[int, dict] = {}
-        self.batches: dict[int, list[Any]] = {}
-        self.stopping: str | None = None
-
-    def report(self, host: int, item: dict, rows: Any = None) -> str | None:
-        """Take one host's report; return the stop request (a signal's name) or None."""
-        self.last[host] = item
-        if rows is not None and len(rows):
-            self.batches.setdefault(host, []).append(rows)
-        return self.stopping
-
-    def take(self) -> tuple[dict[int, dict], dict[int, list[Any]]]:
-        """Return (the last report of each host, the batches streamed since the last take)."""
-        batches, self.batches = self.batches, {}
-        return dict(self.last), batches
-
-    def stop(self, signal_name: str) -> None:
-        """Ask every host to stop (its next report's reply says so)."""
-        self.stopping = signal_name
+PROGRESS_PERIOD_S = 1.0     # the run notes its progress and ITL histogram this often
+IO_GROUP = "io"             # the concurrency group of take and stop
 
 
 class HostAgent:
     """Run one host's share of a distributed run (see the module docstring)."""
 
-    def __init__(self, host_index: int, collector: Any = None):
+    def __init__(self, host_index: int):
         self.host_index = host_index
-        self.collector = collector
+        self._lock = threading.Lock()
+        self._rows: list[Any] = []           # batches drained since the driver's last take
+        self._report: dict | None = None     # the latest progress report
+        self._stop: str | None = None        # the driver's stop request (a signal's name)
 
     def info(self) -> dict:
         """Where this agent runs: hostname, Ray node id, CPUs, pid."""
@@ -81,67 +64,72 @@ class HostAgent:
         """Return this host's wall clock (ns since the epoch), for the driver's offset ping."""
         return time.time_ns()
 
+    def take(self) -> tuple[dict | None, Any]:
+        """(io group) The latest progress report and the request rows drained since the last
+        take (one structured array, or None)."""
+        import numpy as np
+
+        with self._lock:
+            report = self._report
+            if report is None:              # rows only with the host's epoch (its first tick)
+                return None, None
+            rows, self._rows = self._rows, []
+        return report, (np.concatenate(rows) if len(rows) > 1 else rows[0] if rows else None)
+
+    def stop(self, signal_name: str) -> None:
+        """(io group) Ask the run to stop as that signal would (its next tick does)."""
+        self._stop = signal_name
+
     def run(self, plan: Any, start_unix_ns: int, out_dir: str | None = None,
-            return_files: bool = True) -> dict:
+            return_files: bool = True, stream: bool = True) -> dict:
         """Run ``plan`` from ``start_unix_ns`` (this host's wall clock); return the summary,
         the outcome and, with ``return_files``, the Parquet files' bytes.
 
         ``out_dir`` (a shared file system's path) keeps the files there; without it they go
-        to a temporary directory, removed once read.
+        to a temporary directory, removed once read. ``stream``: keep the drained rows and
+        progress for the driver's ``take``.
         """
-        import numpy as np
-        import ray
-
         from lens.engine.runner import execute
 
         d = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="lens-host-"))
-        last = [0.0]
-        rows_buf: list[Any] = []
-        reply: list[Any] = []          # the ObjectRef of the last report's reply
+        last = [-PROGRESS_PERIOD_S]        # the first tick notes the epoch at once
 
         def on_batch(rows: Any, tokens: Any) -> None:   # once per drain, not per request
-            if self.collector is not None and len(rows):
-                rows_buf.append(rows)
+            if len(rows):
+                with self._lock:
+                    self._rows.append(rows)
 
-        def report(item: dict, results: Any) -> Any:
-            # the rows drained since the last report, and the ITL histogram so far
-            rows = np.concatenate(rows_buf) if rows_buf else None
-            rows_buf.clear()
+        def note(item: dict, results: Any) -> None:
             item["t_unix_ns"] = time.time_ns()
             if results is not None:
                 results.flush()        # join the stamps that have their rows: ITL so far
                 item["itl"] = results.histogram("itl").encode()
-            return self.collector.report.remote(self.host_index, item, rows)
+            self._report = item
 
         def tick(elapsed: float, results: Any, sup: Any) -> None:
-            if self.collector is None or elapsed - last[0] < PROGRESS_PERIOD_S:
+            if self._stop is not None and sup.outcome.interrupted is None:
+                sup.outcome.interrupted = self._stop      # as if the signal had come here
+                sup.stop()
+            if elapsed - last[0] < PROGRESS_PERIOD_S:
                 return
             last[0] = elapsed
-            if reply and ray.wait(reply, timeout=0)[0]:
-                stop = ray.get(reply[0])
-                if stop and sup.outcome.interrupted is None:
-                    sup.outcome.interrupted = stop      # as if the signal had come here
-                    sup.stop()
             sent, in_flight, dropped = sup.counters()
-            reply[:] = [report({
-                "elapsed_s": round(elapsed, 3), "sent": sent, "in_flight": in_flight,
-                "dropped": dropped, "t0_ns": sup.outcome.t0_ns,
-                "t0_unix_ns": sup.outcome.t0_unix_ns,
-                "worker_pids": [w.process.pid for w in sup.workers]}, results)]
+            note({"elapsed_s": round(elapsed, 3), "sent": sent, "in_flight": in_flight,
+                  "dropped": dropped, "t0_ns": sup.outcome.t0_ns,
+                  "t0_unix_ns": sup.outcome.t0_unix_ns,
+                  "worker_pids": [w.process.pid for w in sup.workers]}, results)
 
         c0 = os.times()
-        summary, results, outcome = execute(plan, d, on_tick=tick,
-                                            t0_unix_ns=start_unix_ns,
-                                            formats=("parquet", "json"), on_batch=on_batch)
-        if self.collector is not None:
-            # the rest of the stream, received by the collector before this call returns
+        summary, results, outcome = execute(
+            plan, d, on_tick=tick if stream else None, t0_unix_ns=start_unix_ns,
+            formats=("parquet", "json"), on_batch=on_batch if stream else None)
+        if stream:
+            # the final report; the last rows wait in the buffer for the driver's last take
             counts = summary["scenarios"][0]["results"][0]["counts"]
-            ray.get(report({"elapsed_s": round((outcome.t_end_ns - outcome.t0_ns) / 1e9, 3),
-                            "sent": counts["sent"], "in_flight": 0,
-                            "dropped": counts["dropped"], "t0_ns": outcome.t0_ns,
-                            "t0_unix_ns": outcome.t0_unix_ns, "final": True,
-                            "worker_pids": [w.get("pid") for w in outcome.workers]},
-                           results))
+            note({"elapsed_s": round((outcome.t_end_ns - outcome.t0_ns) / 1e9, 3),
+                  "sent": counts["sent"], "in_flight": 0, "dropped": counts["dropped"],
+                  "t0_ns": outcome.t0_ns, "t0_unix_ns": outcome.t0_unix_ns, "final": True,
+                  "worker_pids": [w.get("pid") for w in outcome.workers]}, results)
         c1 = os.times()
         # this agent's CPU and its (reaped) worker processes': the host's cost of the run
         cpu_s = sum(c1[:4]) - sum(c0[:4])

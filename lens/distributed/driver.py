@@ -21,9 +21,8 @@ Ctrl-C) the driver writes the rows it had streamed (what it measured until at mo
 before its loss) into ``hosts/NN/``, and their figures into the merged summary, and
 ``host_details`` says how many were kept.
 
-Ctrl-C or SIGTERM in the driver asks every host to stop (the collector's reply to its next
-report): each stops as a local run does on a signal and returns its outputs, which are
-merged and marked interrupted.
+Ctrl-C or SIGTERM in the driver asks every host to stop (``HostAgent.stop``): each stops as a
+local run does on a signal and returns its outputs, which are merged and marked interrupted.
 """
 from __future__ import annotations
 
@@ -47,8 +46,7 @@ __all__ = ["DEFAULT_LEAD_S", "require_ray", "run_distributed"]
 DEFAULT_LEAD_S = 5.0        # agents spawn workers, probe and open pools before the start
 PINGS = 5
 TAKE_PERIOD_S = 1.0         # the driver takes the streamed rows and shows progress this often
-#                             (a Ray call each: the driver's stream cost 0.018 CPU-s per second
-#                             at 4 takes a second, 0.012 at 1; benchmarks/RESULTS.md)
+#                             (a Ray call per host each time; benchmarks/RESULTS.md)
 WAIT_SLICE_S = 0.1          # the driver waits in slices this long: two signals that come
 #                             during one blocking wait would reach Python's handler as one
 STOP_GRACE_S = 10.0         # after a stop request, hosts still running then are killed
@@ -127,15 +125,6 @@ def _pick_nodes(ray, hosts: int | None, cores: int) -> list[str]:
     return fit[:hosts]
 
 
-def _here(ray, strategy) -> Any:
-    """Place the collector on the driver's node when there is one (it then dies only with the
-    driver); a Ray client driver (ray://) has none: Ray picks."""
-    try:
-        return strategy(ray.get_runtime_context().get_node_id(), soft=True)
-    except Exception:                         # noqa: BLE001 - client mode: no local node
-        return "DEFAULT"
-
-
 def _clock_offset(ray, agent) -> dict:
     best = None
     for _ in range(PINGS):
@@ -169,7 +158,7 @@ def run_distributed(plan: RunPlan, *, address: str = "auto", hosts: int | None =
     and keep the rows they streamed. The outputs are written either way, marked interrupted.
     Returns the merged summary; ``metadata.distributed`` says how each host went.
     """
-    from lens.distributed.agent import Collector, HostAgent
+    from lens.distributed.agent import IO_GROUP, HostAgent
 
     if hosts is not None and hosts < 1:
         raise ConfigError(f"--hosts must be >= 1 (got {hosts})")
@@ -181,12 +170,12 @@ def run_distributed(plan: RunPlan, *, address: str = "auto", hosts: int | None =
         out.mkdir(parents=True, exist_ok=True)
     nodes = _pick_nodes(ray, hosts, plan.cores)
     hosts = len(nodes)
-    collector = ray.remote(num_cpus=0)(Collector).options(
-        scheduling_strategy=_here(ray, NodeAffinitySchedulingStrategy)).remote()
-    remote_agent = ray.remote(HostAgent)
+    # take and stop reach an agent while its run goes on; no task events: the takes are
+    # frequent and small, and recording each one costs Ray's daemons CPU
+    remote_agent = ray.remote(concurrency_groups={IO_GROUP: 1})(HostAgent)
     agents = [remote_agent.options(
-        num_cpus=plan.cores, max_restarts=0,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(h, collector)
+        num_cpus=plan.cores, max_restarts=0, enable_task_events=False,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(h)
         for h, node in enumerate(nodes)]
     infos = ray.get([a.info.remote() for a in agents])
     clocks = [_clock_offset(ray, a) for a in agents]
@@ -206,8 +195,8 @@ def run_distributed(plan: RunPlan, *, address: str = "auto", hosts: int | None =
             live.begin({"scenario": plan.scenario, "provider": plan.provider,
                         "model": plan.model}, start)
         try:
-            results, lost, interrupted = _wait(ray, refs, agents, collector, streams, view,
-                                               start, on_progress, live, stop_grace_s)
+            results, lost, interrupted = _wait(ray, refs, agents, streams, view, start,
+                                               on_progress, live, stop_grace_s)
             return _finish(plan, plans, out, argv, address, lead_s, start, infos, clocks,
                            results, lost, interrupted, streams, view, live)
         finally:
@@ -224,18 +213,20 @@ def _signals(n0: int, kb: int) -> tuple[int, str | None]:
     return n, (interrupts.pending() or "SIGINT") if n else None
 
 
-def _wait(ray, refs: list, agents: list, collector, streams: list[HostStream],
-          view: HostsView, start: int, on_progress, live, stop_grace_s: float):
+def _wait(ray, refs: list, agents: list, streams: list[HostStream], view: HostsView,
+          start: int, on_progress, live, stop_grace_s: float):
     """Wait for every host: take the streamed rows and progress, stop on an interrupt.
 
     Returns ``(results, lost, interrupted)``: each finished host's result, each lost (or
     killed) host's reason, and the interrupting signal's name (None without one).
     """
+    from lens.distributed.agent import IO_GROUP
     from lens.engine import interrupts
 
     results: dict[int, dict] = {}
     lost: dict[int, dict] = {}
     pending = dict(zip(refs, range(len(refs)), strict=True))
+    taker = _Taker(ray, agents, streams, view)
     interrupted = None
     deadline = None
     kb = 0
@@ -246,7 +237,7 @@ def _wait(ray, refs: list, agents: list, collector, streams: list[HostStream],
             done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=WAIT_SLICE_S)
             if time.monotonic() - last_take >= TAKE_PERIOD_S:
                 last_take = time.monotonic()
-                _take(ray, collector, streams, view)
+                taker.take(pending.values())
             for ref in done:
                 h = pending.pop(ref)
                 try:
@@ -254,8 +245,7 @@ def _wait(ray, refs: list, agents: list, collector, streams: list[HostStream],
                 except ray.exceptions.RayError as e:
                     lost[h] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}",
                                "t_unix_ns": time.time_ns()}
-            if done:
-                _take(ray, collector, streams, view)   # a finished host's last rows
+                taker.last(h)                  # a finished host's last rows
         except KeyboardInterrupt:
             kb += 1
         if live is not None:
@@ -267,43 +257,78 @@ def _wait(ray, refs: list, agents: list, collector, streams: list[HostStream],
         n, sig = _signals(n0, kb)
         if n and interrupted is None:
             interrupted = sig
-            collector.stop.remote(sig)
-            # a host still before the agreed start stops at its first report after it
+            for h in pending.values():
+                agents[h].stop.options(concurrency_group=IO_GROUP).remote(sig)
+            # a host still before the agreed start stops at its first tick after it
             deadline = now + stop_grace_s + max(0.0, (start - time.time_ns()) / 1e9)
         if pending and interrupted and (n >= 2 or now > deadline):
             why = ("a second interrupt" if n >= 2 else
                    f"still running {stop_grace_s:g} s after the stop request")
             for h in pending.values():
+                taker.last(h)                  # what it holds, if it still answers
                 ray.kill(agents[h], no_restart=True)
                 lost[h] = {"error": f"stopped by the driver: {why}", "stopped": True,
                            "t_unix_ns": time.time_ns()}
             pending.clear()
-            _take(ray, collector, streams, view)
     return results, lost, interrupted
 
 
-def _take(ray, collector, streams: list[HostStream], view: HostsView) -> None:
-    """Move the rows streamed since the last call from the collector into the host streams.
+class _Taker:
+    """The driver's side of the stream: once a second one ``take`` per running host, its
+    answer read the next time round (so a slow or dead host never holds the loop up); a
+    host's last take, once its run returned, is waited for."""
 
-    A collector that is gone (its node died) ends the stream, never the run: the hosts'
-    own files and summaries still come back; ``stream_error`` says why live figures stopped.
-    """
-    if view.stream_error is not None:
-        return
-    try:
-        progress, batches = ray.get(collector.take.remote())
-    except ray.exceptions.RayError as e:
-        view.stream_error = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
-        return
-    view.take(progress)
-    for h, p in progress.items():
-        s = streams[h]
-        if s.results is None and p.get("t0_ns"):
-            s.start(p["t0_ns"], p["t0_unix_ns"])
-        for rows in batches.get(h, ()):
+    LAST_TIMEOUT_S = 5.0
+
+    def __init__(self, ray, agents: list, streams: list[HostStream], view: HostsView):
+        self.ray, self.agents, self.streams, self.view = ray, agents, streams, view
+        self.out: dict[int, Any] = {}        # host → its outstanding take
+        self.ended: set[int] = set()         # hosts whose stream ended (the agent is gone)
+
+    def take(self, hosts) -> None:
+        """Read the answers that came; ask each running host again."""
+        from lens.distributed.agent import IO_GROUP
+
+        for h in list(hosts):
+            ref = self.out.get(h)
+            if ref is not None:
+                if not self.ray.wait([ref], timeout=0)[0]:
+                    continue                 # still on its way
+                self._read(h, ref)
+            if h not in self.ended:
+                self.out[h] = self.agents[h].take.options(concurrency_group=IO_GROUP).remote()
+
+    def last(self, h: int) -> None:
+        """Read host h's outstanding take and one more (its run is over, or it is about to be
+        killed): whatever it still holds."""
+        from lens.distributed.agent import IO_GROUP
+
+        ref = self.out.pop(h, None)
+        if ref is not None:
+            self._read(h, ref, self.LAST_TIMEOUT_S)
+        if h not in self.ended:
+            self._read(h, self.agents[h].take.options(concurrency_group=IO_GROUP).remote(),
+                       self.LAST_TIMEOUT_S)
+        self.ended.add(h)
+
+    def _read(self, h: int, ref, timeout: float = 0.0) -> None:
+        ray = self.ray
+        self.out.pop(h, None)
+        try:
+            report, rows = ray.get(ref, timeout=timeout) if timeout else ray.get(ref)
+        except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):
+            self.ended.add(h)                # the host is gone: its stream ends here
+            return
+        if report is None:
+            return
+        self.view.report(h, report)
+        s = self.streams[h]
+        if s.results is None and report.get("t0_ns"):
+            s.start(report["t0_ns"], report["t0_unix_ns"])
+        if rows is not None and s.results is not None:
             s.add(rows)
-        if p.get("itl") is not None and s.results is not None:
-            s.set_itl(p["itl"], p["t_unix_ns"])
+        if report.get("itl") is not None and s.results is not None:
+            s.set_itl(report["itl"], report["t_unix_ns"])
 
 
 def _finish(plan: RunPlan, plans: list[RunPlan], out: Path | None, argv, address: str,
@@ -377,8 +402,6 @@ def _finish(plan: RunPlan, plans: list[RunPlan], out: Path | None, argv, address
         "hosts_lost": gone, "hosts_stopped": sorted(set(lost) - set(gone)),
         "host_details": host_meta,
     }
-    if view.stream_error is not None:
-        dist["stream_error"] = view.stream_error
     meta = {"command": " ".join(argv) if argv else None, "distributed": dist}
     if gone:
         meta["hosts_lost"] = [f"host {h} ({host_meta[h]['hostname']}) lost: "

@@ -1,8 +1,8 @@
 """What the driver does with the rows the hosts stream while they run.
 
-Every host agent sends its drained request rows to the driver's ``Collector`` once a second,
-with its ITL histogram so far (token stamps stay on the host); the driver takes them out each
-time round its loop, so neither holds more than a second or two of any host's rows. For each
+The driver takes every host agent's drained request rows out of it once a second
+(``HostAgent.take``), with its ITL histogram so far (token stamps stay on the host), so
+neither holds more than a second or two of any host's rows. For each
 host the driver keeps:
 
 - a ``RunResults`` fed with those rows, its ITL histogram replaced by the host's latest: the
@@ -126,13 +126,12 @@ class HostsView:
         self.t0_ns, self.t0_unix_ns, self.scenario = t0_ns, t0_unix_ns, scenario
         self.error_names = dict(ERROR_NAMES)
         self.in_flight = 0
-        self.progress: dict[int, dict] = {}      # each host's last report (the Collector's)
-        self.stream_error: str | None = None     # why the stream stopped (collector lost)
+        self.progress: dict[int, dict] = {}      # each host's latest report
 
-    def take(self, progress: dict[int, dict]) -> None:
-        """The hosts' latest reports: requests sent and in flight."""
-        self.progress = progress
-        self.in_flight = sum(p.get("in_flight", 0) for p in progress.values())
+    def report(self, host: int, item: dict) -> None:
+        """Host ``host``'s latest report: requests sent and in flight."""
+        self.progress[host] = item
+        self.in_flight = sum(p.get("in_flight", 0) for p in self.progress.values())
 
     @property
     def reported_elapsed_s(self) -> float:

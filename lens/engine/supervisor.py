@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -191,8 +192,11 @@ class Supervisor:
         from lens.engine import interrupts
 
         self._startup_error = None
-        old_int = signal.signal(signal.SIGINT, self._on_signal)
-        old_term = signal.signal(signal.SIGTERM, self._on_signal)
+        # only the main thread may take signals; elsewhere (a Ray host agent's run) the
+        # caller stops the run itself (``stop()``)
+        main = threading.current_thread() is threading.main_thread()
+        old_int = signal.signal(signal.SIGINT, self._on_signal) if main else None
+        old_term = signal.signal(signal.SIGTERM, self._on_signal) if main else None
         early = interrupts.pending()
         if early is not None:             # before the run: nothing to start
             self._signals = 1
@@ -208,8 +212,9 @@ class Supervisor:
                 self._go()
                 self._loop()
         finally:
-            signal.signal(signal.SIGINT, old_int)
-            signal.signal(signal.SIGTERM, old_term)
+            if main:
+                signal.signal(signal.SIGINT, old_int)
+                signal.signal(signal.SIGTERM, old_term)
             self._shutdown()
         return self.outcome
 

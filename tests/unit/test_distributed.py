@@ -203,8 +203,8 @@ def test_host_stream_spools_rows_and_mirrors_the_itl(tmp_path):
     itl.record_many(np.full(7, 1_000_000, np.int64))
     streams[0].set_itl(itl.encode(), at=1)
     streams[0].set_itl(itl.encode(), at=1)          # the same report again: not counted twice
-    view.take({0: {"sent": 16, "in_flight": 1, "elapsed_s": 2.5},
-               1: {"sent": 0, "in_flight": 2, "elapsed_s": 2.0}})
+    view.report(0, {"sent": 16, "in_flight": 1, "elapsed_s": 2.5})
+    view.report(1, {"sent": 0, "in_flight": 2, "elapsed_s": 2.0})
     assert view.sent == 16 and view.in_flight == 3 and view.reported_elapsed_s == 2.5
     assert view.counts() == {"ok": 15, "failed": 0, "dropped": 0}
     assert view.histogram("ttft").count == 15

@@ -220,3 +220,31 @@ def test_host_stream_spools_rows_and_mirrors_the_itl(tmp_path):
     assert res["counts"]["ok"] == 15 and res["metrics"]["itl"]["count"] == 7
     streams[0].drop()
     assert not list(tmp_path.glob("host-00-*"))
+
+
+def test_merge_parquet_copies_one_host_and_appends_several(tmp_path):
+    import pyarrow.parquet as pq
+
+    from lens.distributed.merge import merge_parquet
+    from lens.distributed.stream import HostStream
+
+    t0 = 5 * 10**9
+    dirs = []
+    for h, ids in ((0, range(0, 20, 2)), (1, range(1, 31, 2))):
+        plan = RunPlan(url="http://x/v1", rps=100.0, duration_s=1.0, host_index=h, hosts=2)
+        s = HostStream(plan, tmp_path)
+        s.start(t0, 1_700_000_000 * 10**9)
+        s.add(_rows(ids, t0))
+        s.write_parquet(tmp_path / f"h{h}", {"host": h})
+        dirs.append(tmp_path / f"h{h}")
+    one, both = tmp_path / "one", tmp_path / "both"
+    one.mkdir()
+    both.mkdir()
+    # one host: its file as it is (no decoding and encoding again), the count from its footer
+    assert merge_parquet(dirs[:1], one) == {"requests.parquet": 10, "tokens.parquet": 0}
+    assert (one / "requests.parquet").read_bytes() == (dirs[0] / "requests.parquet").read_bytes()
+    # several: the rows of all, the first host's metadata
+    assert merge_parquet(dirs, both) == {"requests.parquet": 25, "tokens.parquet": 0}
+    t = pq.read_table(both / "requests.parquet")
+    assert sorted(t.column("request_id").to_pylist()) == sorted([*range(0, 20, 2), *range(1, 31, 2)])
+    assert t.schema.metadata == pq.read_table(dirs[0] / "requests.parquet").schema.metadata

@@ -1,35 +1,48 @@
 """CPU per request of a Ray-distributed run (one host) vs a plain local run at the same rate.
 
-Both runs send the same open-loop schedule to the same mock endpoint with the same --cores,
-alternating, ``--repeat`` times each. Ray runs on this machine as a one-node cluster started
-before the runs and left to settle (as a cluster is, before anyone runs lens-fast on it).
+Both are the real command, ``lens-fast run`` (``python -m lens run``) in a fresh process,
+with and without ``--ray auto --hosts 1``: the same open-loop schedule to the same mock
+endpoint with the same --cores. Ray runs on this machine as a one-node cluster (``ray start
+--head --block``, a child of this benchmark) started before the runs and left to settle, as
+a cluster is before anyone runs lens-fast on it. Both commands get OMP_NUM_THREADS=1, which
+Ray gives its workers (so a host agent's run has it; it sizes Arrow's thread pool, and a local
+run costs about 5 % less CPU with it on the 2-core VM). Each repeat runs a short and a long run of
+each kind, local and Ray alternating (ABBA order across repeats).
 
-CPU is counted over every process of this session's tree, sampled 10 times a second so
+CPU is counted over every process of this benchmark's tree, sampled 10 times a second so
 that processes which start and end during a run are counted too (a process's last 0.1 s
-can be missed): the driver, Ray's daemons and worker processes (children of the driver, as
-``ray.init`` starts them), the actor and its lens workers. The mock endpoint's processes are
-left out (the same work in both runs). From each run's total the tree's idle rate (measured
-with Ray idling, before and after the runs) times the run's wall time is taken away. That
-leaves what the run cost: for the Ray path the driver, the actor's start, the agent and its
-workers, and whatever Ray's daemons did for it (scheduling, the object store, the streamed
-rows). Per run it is split into the driver, the agent with its workers (their own clocks),
-and the rest (actor start and Ray's daemons).
+can be missed): the command and its lens workers; Ray's daemons and worker processes (the
+host agent's actor is a child of the raylet), bar the mock endpoint's processes (the same
+work in both runs). From each run's total the tree's idle rate (Ray idling, measured before
+and after) times the run's wall time is taken away. So a Ray run's cost holds everything it
+made the machine do: the command's start and ``import ray``, connecting, the actor's start,
+the agent and its workers, the stream to the driver, Ray's scheduling, the merge. Each run
+is also split into the command's own clock (a local run's includes its workers), the Ray
+host agent's with its workers (its own clock, from the summary) and the rest (the actor's
+process start, Ray's daemons).
 
-    python benchmarks/bench_ray.py --rps 400 --duration 60 --cores 1 --repeat 3
+Per kind, from the short and the long run of one repeat: the cost per request of each, the
+**marginal** cost per request (the slope: CPU added per request added, so what scales with
+the load) and the **fixed** cost per run (the intercept: start-up, connecting, the merge).
+
+    python benchmarks/bench_ray.py --rps 1000 --durations 20,180 --cores 1 --repeat 3
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 
 import psutil
 
-from lens.engine.plan import RunPlan
-from lens.engine.runner import execute
 from lens.mock.process import MockProcess
 
 SAMPLE_S = 0.1
@@ -80,88 +93,143 @@ class Tracker:
         self.thread.join()
 
 
-class Meter:
-    """CPU of a block over the process tree (``Tracker``), less the idle rate × its wall."""
-
-    def __init__(self, tracker: Tracker):
-        self.tracker = tracker
-        self.idle_rate = 0.0
-
-    def idle(self, seconds: float) -> float:
-        c0, t0 = self.tracker.total(), time.monotonic()
-        time.sleep(seconds)
-        return (self.tracker.total() - c0) / (time.monotonic() - t0)
-
-    def measure(self, fn):
-        me = psutil.Process()
-        c0, d0, t0 = self.tracker.total(), proc_cpu(me) - self.tracker.own, time.monotonic()
-        out = fn()
-        time.sleep(2 * SAMPLE_S)
-        c1, d1, t1 = self.tracker.total(), proc_cpu(me) - self.tracker.own, time.monotonic()
-        wall = t1 - t0
-        return out, {"cost": c1 - c0 - self.idle_rate * wall, "wall": wall,
-                     "driver": d1 - d0}
+def idle_rate(tracker: Tracker, seconds: float) -> float:
+    """The tree's CPU seconds per second while nothing runs."""
+    c0, t0 = tracker.total(), time.monotonic()
+    time.sleep(seconds)
+    return (tracker.total() - c0) / (time.monotonic() - t0)
 
 
-def proc_cpu(p: psutil.Process) -> float:
-    t = p.cpu_times()
-    return t.user + t.system
+def run_once(tracker: Tracker, idle: float, args: list[str], out: str, env: dict) -> dict:
+    """One ``lens-fast run`` in a fresh process: its requests and the tree's CPU less idle."""
+    c0, t0, k0 = tracker.total(), time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    p = subprocess.run([sys.executable, "-m", "lens", "run", *args, "--output", out,
+                        "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       text=True, check=False, env=env)
+    if p.returncode:
+        raise SystemExit(f"lens-fast run {' '.join(args)} failed ({p.returncode}):\n"
+                         f"{p.stderr[-2000:]}")
+    k1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    time.sleep(2 * SAMPLE_S)
+    c1, t1 = tracker.total(), time.monotonic()
+    with open(os.path.join(out, "summary.json")) as f:
+        summary = json.load(f)
+    sent = summary["scenarios"][0]["results"][0]["counts"]["sent"]
+    hosts = summary["metadata"].get("distributed", {}).get("host_details", [])
+    return {"sent": sent, "cpu": c1 - c0 - idle * (t1 - t0), "wall": t1 - t0,
+            # the command's own clock (with its reaped lens workers, for a local run)
+            "command": (k1.ru_utime + k1.ru_stime) - (k0.ru_utime + k0.ru_stime),
+            # a Ray host's agent with its workers, by the agent's own clock
+            "agent": sum(h.get("cpu_s") or 0.0 for h in hosts)}
+
+
+def start_ray(cpus: int) -> subprocess.Popen:
+    """A one-node cluster in this benchmark's process tree; refuse to run beside another one
+    (``--ray auto`` would find that one, whose processes the tree does not count)."""
+    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    if any("raylet" in " ".join(p.info["cmdline"] or ())
+           for p in psutil.process_iter(["cmdline"])):
+        raise SystemExit("a Ray cluster already runs on this machine: stop it (ray stop) first")
+    proc = subprocess.Popen([ray_bin, "start", "--head", "--block", f"--num-cpus={cpus}",
+                             "--include-dashboard=false", "--disable-usage-stats"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc
+
+
+def stop_ray(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    subprocess.run([ray_bin, "stop", "--force"], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=False)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rps", type=float, default=400.0)
-    ap.add_argument("--duration", type=float, default=60.0)
+    ap.add_argument("--rps", type=float, default=1000.0)
+    ap.add_argument("--durations", default="20,120",
+                    help="the short and the long run's seconds, comma-separated")
     ap.add_argument("--cores", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--lead", type=float, default=3.0, help="lead_s of the Ray runs")
+    ap.add_argument("--settle", type=float, default=20.0, help="seconds Ray settles first")
+    ap.add_argument("--omp-threads", type=int, default=1,
+                    help="OMP_NUM_THREADS of both commands (Ray sets 1 in its workers, so a "
+                    "host agent's run has it; it sizes Arrow's thread pool); 0: leave it unset")
     a = ap.parse_args()
-
-    import ray
-
-    from lens.distributed import run_distributed
+    short, long_ = (float(x) for x in a.durations.split(","))
 
     with MockProcess(ttft_ms=20.0, itl_ms=1.0, workers=1) as mock, \
             tempfile.TemporaryDirectory() as d:
-        plan = RunPlan(url=mock.url, rps=a.rps, duration_s=a.duration, cores=a.cores,
-                       max_tokens=16)
         tracker = Tracker(mock.pid)
-        meter = Meter(tracker)
-        ray.init(num_cpus=a.cores + 1, include_dashboard=False, log_to_driver=False,
-                 logging_level="WARNING")
+        ray_proc = start_ray(a.cores + 1)
         try:
-            time.sleep(15)                         # the daemons settle
-            idle0 = meter.idle(10)
-            rows = []
-            for i in range(a.repeat):
-                meter.idle_rate = idle0
-                (s, _, _), loc = meter.measure(
-                    lambda i=i: execute(plan, os.path.join(d, f"local{i}")))
-                n_l = s["scenarios"][0]["results"][0]["counts"]["sent"]
-                summary, rr = meter.measure(lambda i=i: run_distributed(
-                    plan, address="auto", hosts=1, out_dir=os.path.join(d, f"ray{i}"),
-                    lead_s=a.lead))
-                n_r = summary["scenarios"][0]["results"][0]["counts"]["sent"]
-                agent = summary["metadata"]["distributed"]["host_details"][0]["cpu_s"]
-                rows.append((n_l, loc, n_r, rr, agent))
-            idle1 = meter.idle(10)
+            time.sleep(a.settle)                       # the daemons settle
+            if ray_proc.poll() is not None:
+                raise SystemExit(f"ray start exited with status {ray_proc.returncode}")
+            idle0 = idle_rate(tracker, 10)
+            common = ["--url", mock.url, "--rps", f"{a.rps:g}", "--cores", str(a.cores),
+                      "--max-tokens", "16"]
+            kinds = {"local": [], "ray": ["--ray", "auto", "--hosts", "1"]}
+            env = dict(os.environ)
+            if a.omp_threads:
+                env["OMP_NUM_THREADS"] = str(a.omp_threads)
+            runs: list[dict] = []
+            for r in range(a.repeat):
+                order = ["local", "ray"] if r % 2 == 0 else ["ray", "local"]
+                for dur in (short, long_):
+                    for kind in order:
+                        out = os.path.join(d, f"{kind}-{r}-{dur:g}")
+                        res = run_once(tracker, idle0,
+                                       [*common, "--duration", f"{dur:g}s", *kinds[kind]], out,
+                                       env)
+                        res.update(kind=kind, repeat=r, duration=dur)
+                        runs.append(res)
+                        rest = res["cpu"] - res["command"] - res["agent"]
+                        print(f"  {kind:5s} repeat {r + 1} {dur:5g} s: {res['sent']} req, "
+                              f"{res['cpu']:.2f} CPU-s = command {res['command']:.2f} + agent "
+                              f"{res['agent']:.2f} + rest {rest:.2f}, "
+                              f"{res['cpu'] / res['sent'] * 1e6:.0f} µs/req, "
+                              f"wall {res['wall']:.1f} s", flush=True)
+                        shutil.rmtree(out, ignore_errors=True)
+            idle1 = idle_rate(tracker, 10)
         finally:
             tracker.stop()
-            ray.shutdown()
-    print(f"rate {a.rps:g} req/s, {a.duration:g} s, --cores {a.cores}, cpus {os.cpu_count()}, "
-          f"idle rate {idle0:.3f} / {idle1:.3f} CPU-s/s (before / after; Ray idling)")
-    print("run | local: req, CPU-s, µs/req | ray: req, CPU-s (driver, agent+workers, rest),"
-          " µs/req, wall s | ratio")
-    ratios = []
-    for i, (n_l, loc, n_r, rr, agent) in enumerate(rows, 1):
-        ul, ur = loc["cost"] / n_l * 1e6, rr["cost"] / n_r * 1e6
-        rest = rr["cost"] - rr["driver"] - agent
-        ratios.append(ur / ul)
-        print(f"{i} | {n_l}, {loc['cost']:.2f}, {ul:.0f} | {n_r}, {rr['cost']:.2f} "
-              f"({rr['driver']:.2f}, {agent:.2f}, {rest:.2f}), {ur:.0f}, {rr['wall']:.1f} | "
-              f"{ur / ul:.3f}")
-    print(f"ratio ray/local: median {statistics.median(ratios):.3f}, "
-          f"range {min(ratios):.3f}–{max(ratios):.3f}")
+            stop_ray(ray_proc)
+    report(a, runs, idle0, idle1, short, long_)
+
+
+def report(a, runs: list[dict], idle0: float, idle1: float, short: float, long_: float) -> None:
+    print(f"\nrate {a.rps:g} req/s, runs of {short:g} s and {long_:g} s, --cores {a.cores}, "
+          f"OMP_NUM_THREADS {a.omp_threads or 'unset'}, "
+          f"cpus {os.cpu_count()}, idle rate {idle0:.3f} / {idle1:.3f} CPU-s/s "
+          "(before / after; Ray idling)")
+    print("repeat | kind | short: µs/req | long: µs/req | marginal µs/req | fixed CPU-s")
+    ratios: dict[str, list[float]] = {"short": [], "long": [], "marginal": []}
+    fixed: dict[str, list[float]] = {"local": [], "ray": []}
+    for r in range(a.repeat):
+        per = {}
+        for kind in ("local", "ray"):
+            s = next(x for x in runs if x["repeat"] == r and x["kind"] == kind
+                     and x["duration"] == short)
+            lg = next(x for x in runs if x["repeat"] == r and x["kind"] == kind
+                      and x["duration"] == long_)
+            slope = (lg["cpu"] - s["cpu"]) / (lg["sent"] - s["sent"])
+            intercept = lg["cpu"] - slope * lg["sent"]
+            per[kind] = (s["cpu"] / s["sent"], lg["cpu"] / lg["sent"], slope)
+            fixed[kind].append(intercept)
+            print(f"{r + 1} | {kind} | {per[kind][0] * 1e6:.0f} | {per[kind][1] * 1e6:.0f} | "
+                  f"{slope * 1e6:.0f} | {intercept:.2f}")
+        for i, name in enumerate(("short", "long", "marginal")):
+            ratios[name].append(per["ray"][i] / per["local"][i])
+    for name, v in ratios.items():
+        print(f"Ray / local, {name}: median {statistics.median(v):.3f}, range "
+              f"{min(v):.3f}–{max(v):.3f} ({', '.join(f'{x:.3f}' for x in v)})")
+    for kind, v in fixed.items():
+        print(f"fixed cost per run, {kind}: median {statistics.median(v):.2f} CPU-s "
+              f"({', '.join(f'{x:.2f}' for x in v)})")
 
 
 if __name__ == "__main__":

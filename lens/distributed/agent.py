@@ -54,11 +54,12 @@ class HostAgent:
         self._stop: str | None = None        # the driver's stop request (a signal's name)
 
     def info(self) -> dict:
-        """Where this agent runs: hostname, Ray node id, CPUs, pid."""
+        """Where this agent runs: hostname, Ray node id, CPUs, pid, niceness (0 unless the
+        cluster would not start it at normal priority)."""
         import ray
 
         return {"hostname": platform.node(), "node_id": ray.get_runtime_context().get_node_id(),
-                "cpu_count": os.cpu_count(), "pid": os.getpid()}
+                "cpu_count": os.cpu_count(), "pid": os.getpid(), "nice": os.nice(0)}
 
     def clock(self) -> int:
         """Return this host's wall clock (ns since the epoch), for the driver's offset ping."""

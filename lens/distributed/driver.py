@@ -172,9 +172,13 @@ def run_distributed(plan: RunPlan, *, address: str = "auto", hosts: int | None =
     hosts = len(nodes)
     # take and stop reach an agent while its run goes on; no task events: the takes are
     # frequent and small, and recording each one costs Ray's daemons CPU
+    # Ray starts its workers at nice 15; a host's load generator runs at normal priority, as
+    # a local run does (niced, beside a busy endpoint or other work it is descheduled and
+    # its timings and CPU figures shift: benchmarks/RESULTS.md)
     remote_agent = ray.remote(concurrency_groups={IO_GROUP: 1})(HostAgent)
     agents = [remote_agent.options(
         num_cpus=plan.cores, max_restarts=0, enable_task_events=False,
+        runtime_env={"env_vars": {"RAY_worker_niceness": "0"}},
         scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(h)
         for h, node in enumerate(nodes)]
     infos = ray.get([a.info.remote() for a in agents])
@@ -348,6 +352,7 @@ def _finish(plan: RunPlan, plans: list[RunPlan], out: Path | None, argv, address
     for h in range(hosts):
         hm: dict[str, Any] = {"index": h, "hostname": infos[h]["hostname"],
                               "node_id": infos[h]["node_id"], "workers": plan.cores,
+                              "nice": infos[h].get("nice"),
                               "clock_offset_ms": round(clocks[h]["offset_ns"] / 1e6, 3),
                               "clock_offset_bound_ms": round(clocks[h]["bound_ns"] / 1e6, 3)}
         share = host_share(plan, h, hosts)

@@ -75,6 +75,8 @@ def test_open_loop_is_split_and_merged_exactly(cluster, mock, tmp_path):
     assert dist["hosts"] == 2 and dist["workers"] == 2 and dist["hosts_lost"] == []
     assert all(h["bytes_returned"] > 0 for h in dist["host_details"])   # files through Ray
     assert len({h["node_id"] for h in dist["host_details"]}) == 2
+    # at normal priority, as a local run (Ray's own default for its workers is nice 15)
+    assert [h["nice"] for h in dist["host_details"]] == [0, 0]
     # the rate split: each host sent its half of the arrivals, within 2 %
     for h in (0, 1):
         mine = rows[rows["worker"] // p.cores == h]

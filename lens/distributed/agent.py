@@ -82,13 +82,13 @@ class HostAgent:
         self._stop = signal_name
 
     def run(self, plan: Any, start_unix_ns: int, out_dir: str | None = None,
-            return_files: bool = True, stream: bool = True) -> dict:
+            return_files: bool = True) -> dict:
         """Run ``plan`` from ``start_unix_ns`` (this host's wall clock); return the summary,
         the outcome and, with ``return_files``, the Parquet files' bytes.
 
         ``out_dir`` (a shared file system's path) keeps the files there; without it they go
-        to a temporary directory, removed once read. ``stream``: keep the drained rows and
-        progress for the driver's ``take``.
+        to a temporary directory, removed once read. The drained rows and the progress wait
+        for the driver's ``take``.
         """
         from lens.engine.runner import execute
 
@@ -122,15 +122,14 @@ class HostAgent:
 
         c0 = os.times()
         summary, results, outcome = execute(
-            plan, d, on_tick=tick if stream else None, t0_unix_ns=start_unix_ns,
-            formats=("parquet", "json"), on_batch=on_batch if stream else None)
-        if stream:
-            # the final report; the last rows wait in the buffer for the driver's last take
-            counts = summary["scenarios"][0]["results"][0]["counts"]
-            note({"elapsed_s": round((outcome.t_end_ns - outcome.t0_ns) / 1e9, 3),
-                  "sent": counts["sent"], "in_flight": 0, "dropped": counts["dropped"],
-                  "t0_ns": outcome.t0_ns, "t0_unix_ns": outcome.t0_unix_ns, "final": True,
-                  "worker_pids": [w.get("pid") for w in outcome.workers]}, results)
+            plan, d, on_tick=tick, t0_unix_ns=start_unix_ns, formats=("parquet", "json"),
+            on_batch=on_batch)
+        # the final report; the last rows wait in the buffer for the driver's last take
+        counts = summary["scenarios"][0]["results"][0]["counts"]
+        note({"elapsed_s": round((outcome.t_end_ns - outcome.t0_ns) / 1e9, 3),
+              "sent": counts["sent"], "in_flight": 0, "dropped": counts["dropped"],
+              "t0_ns": outcome.t0_ns, "t0_unix_ns": outcome.t0_unix_ns, "final": True,
+              "worker_pids": [w.get("pid") for w in outcome.workers]}, results)
         c1 = os.times()
         # this agent's CPU and its (reaped) worker processes': the host's cost of the run
         cpu_s = sum(c1[:4]) - sum(c0[:4])

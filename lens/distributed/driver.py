@@ -289,10 +289,13 @@ class _Taker:
         self.out: dict[int, Any] = {}        # host → its outstanding take
         self.ended: set[int] = set()         # hosts whose stream ended (the agent is gone)
 
-    def take(self, hosts) -> None:
-        """Read the answers that came; ask each running host again."""
+    def _ask(self, h: int) -> Any:
         from lens.distributed.agent import IO_GROUP
 
+        return self.agents[h].take.options(concurrency_group=IO_GROUP).remote()
+
+    def take(self, hosts) -> None:
+        """Read the answers that came; ask each running host again."""
         for h in list(hosts):
             ref = self.out.get(h)
             if ref is not None:
@@ -300,26 +303,24 @@ class _Taker:
                     continue                 # still on its way
                 self._read(h, ref)
             if h not in self.ended:
-                self.out[h] = self.agents[h].take.options(concurrency_group=IO_GROUP).remote()
+                self.out[h] = self._ask(h)
 
     def last(self, h: int) -> None:
         """Read host h's outstanding take and one more (its run is over, or it is about to be
         killed): whatever it still holds."""
-        from lens.distributed.agent import IO_GROUP
-
-        ref = self.out.pop(h, None)
+        ref = self.out.get(h)
         if ref is not None:
             self._read(h, ref, self.LAST_TIMEOUT_S)
         if h not in self.ended:
-            self._read(h, self.agents[h].take.options(concurrency_group=IO_GROUP).remote(),
-                       self.LAST_TIMEOUT_S)
+            self._read(h, self._ask(h), self.LAST_TIMEOUT_S)
         self.ended.add(h)
 
-    def _read(self, h: int, ref, timeout: float = 0.0) -> None:
+    def _read(self, h: int, ref, timeout: float | None = None) -> None:
+        """One take's answer into host h's stream (``timeout`` None: it is known to be ready)."""
         ray = self.ray
         self.out.pop(h, None)
         try:
-            report, rows = ray.get(ref, timeout=timeout) if timeout else ray.get(ref)
+            report, rows = ray.get(ref, timeout=timeout)
         except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):
             self.ended.add(h)                # the host is gone: its stream ends here
             return

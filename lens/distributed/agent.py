@@ -37,29 +37,47 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HostAgent", "IO_GROUP"]
+__all__ = ["HostAgent", "IO_GROUP", "normal_priority"]
 
 PROGRESS_PERIOD_S = 1.0     # the run notes its progress and ITL histogram this often
 IO_GROUP = "io"             # the concurrency group of take and stop
 
 
+def normal_priority() -> int:
+    """Put every thread of this process back to nice 0 (Ray starts its workers at nice 15);
+    return this thread's niceness after. Lowering a niceness needs CAP_SYS_NICE (root
+    usually has it; a container's root often not): where it is refused, the value stays, and
+    the driver starts the agent again at nice 0 through Ray itself (a runtime env, which costs
+    a second import of Ray in the new worker process)."""
+    for tid in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else ():
+        try:
+            if os.getpriority(os.PRIO_PROCESS, int(tid)) > 0:
+                os.setpriority(os.PRIO_PROCESS, int(tid), 0)
+        except OSError:          # EPERM/EACCES without the capability; a thread that ended
+            pass
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
 class HostAgent:
     """Run one host's share of a distributed run (see the module docstring)."""
 
-    def __init__(self, host_index: int):
+    def __init__(self, host_index: int, renice: bool = True):
         self.host_index = host_index
+        self.renice = renice                 # try normal_priority (else the cluster's nice)
         self._lock = threading.Lock()
         self._rows: list[Any] = []           # batches drained since the driver's last take
         self._report: dict | None = None     # the latest progress report
         self._stop: str | None = None        # the driver's stop request (a signal's name)
 
     def info(self) -> dict:
-        """Where this agent runs: hostname, Ray node id, CPUs, pid, niceness (0 unless the
-        cluster would not start it at normal priority)."""
+        """Where this agent runs: hostname, Ray node id, CPUs, pid, and its niceness after it
+        tried to take normal priority (``normal_priority``; the driver restarts an agent that
+        could not)."""
         import ray
 
         return {"hostname": platform.node(), "node_id": ray.get_runtime_context().get_node_id(),
-                "cpu_count": os.cpu_count(), "pid": os.getpid(), "nice": os.nice(0)}
+                "cpu_count": os.cpu_count(), "pid": os.getpid(),
+                "nice": normal_priority() if self.renice else os.nice(0)}
 
     def clock(self) -> int:
         """Return this host's wall clock (ns since the epoch), for the driver's offset ping."""
@@ -92,6 +110,8 @@ class HostAgent:
         """
         from lens.engine.runner import execute
 
+        # this thread spawns the lens workers: they inherit its niceness
+        nice = normal_priority() if self.renice else os.nice(0)
         d = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="lens-host-"))
         last = [-PROGRESS_PERIOD_S]        # the first tick notes the epoch at once
 
@@ -146,7 +166,7 @@ class HostAgent:
             "dir": str(d) if out_dir else None,
             "outcome": {"start_late_ms": outcome.start_late_ms, "died": outcome.died,
                         "interrupted": outcome.interrupted,
-                        "workers": len(outcome.workers),
+                        "workers": len(outcome.workers), "nice": nice,
                         "cpu_s": round(cpu_s, 6)},
             **self.info(),
         }

@@ -15,9 +15,9 @@
 A host agent returns its Parquet files and summary when its run ends, and streams its rows
 to the driver while it runs (``lens.distributed.stream``: request rows and its ITL histogram
 once a second, never more than a second or two of rows held in between). The stream feeds
-the live progress line and live metrics. One source per host in the outputs, never both: a host that finishes
-contributes its own files and summary; for a host lost mid-run (or stopped by a second
-Ctrl-C) the driver writes the rows it had streamed (what it measured until at most ~1 s
+the live progress line and live metrics, when they are on. One source per host in the
+outputs, never both: a host that finishes contributes its own files and summary; for a host
+lost mid-run (or stopped by a second Ctrl-C) the driver writes the rows it had streamed (what it measured until at most ~1 s
 before its loss) into ``hosts/NN/``, and their figures into the merged summary, and
 ``host_details`` says how many were kept.
 
@@ -125,6 +125,45 @@ def _pick_nodes(ray, hosts: int | None, cores: int) -> list[str]:
     return fit[:hosts]
 
 
+RENICE = True              # agents first try to take normal priority themselves (tests: False)
+NORMAL_PRIORITY_ENV = {"env_vars": {"RAY_worker_niceness": "0"}}
+
+
+def _place_agents(ray, nodes: list[str], cores: int) -> tuple[list, list[dict]]:
+    """One host agent per node, at normal priority; return them and their ``info()``.
+
+    Ray starts its workers at nice 15; a host's load generator runs at normal priority, as a
+    local run does (niced, beside a busy endpoint or other work, it is descheduled, and its
+    timings and CPU figures shift: benchmarks/RESULTS.md). An agent first takes nice 0 itself
+    (``normal_priority``: it needs CAP_SYS_NICE); one that cannot is started again through
+    Ray's runtime env (``RAY_worker_niceness=0``), which costs a second import of Ray in its
+    new worker process, so it is the fallback. ``take`` and ``stop`` reach an agent while its
+    run goes on (the ``io`` concurrency group); no task events: the takes are frequent and
+    small, and recording each one costs Ray's daemons CPU.
+    """
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from lens.distributed.agent import IO_GROUP, HostAgent
+
+    remote_agent = ray.remote(concurrency_groups={IO_GROUP: 1})(HostAgent)
+
+    def place(h: int, env: dict | None) -> Any:
+        return remote_agent.options(
+            num_cpus=cores, max_restarts=0, enable_task_events=False, runtime_env=env,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(nodes[h], soft=False),
+        ).remote(h, renice=env is None and RENICE)
+
+    agents = [place(h, None) for h in range(len(nodes))]
+    infos = ray.get([a.info.remote() for a in agents])
+    again = [h for h, i in enumerate(infos) if i["nice"] != 0]
+    for h in again:
+        ray.kill(agents[h], no_restart=True)
+        agents[h] = place(h, NORMAL_PRIORITY_ENV)
+    for h, i in zip(again, ray.get([agents[h].info.remote() for h in again]), strict=True):
+        infos[h] = {**i, "restarted_for_priority": True}
+    return agents, infos
+
+
 def _clock_offset(ray, agent) -> dict:
     best = None
     for _ in range(PINGS):
@@ -158,30 +197,15 @@ def run_distributed(plan: RunPlan, *, address: str = "auto", hosts: int | None =
     and keep the rows they streamed. The outputs are written either way, marked interrupted.
     Returns the merged summary; ``metadata.distributed`` says how each host went.
     """
-    from lens.distributed.agent import IO_GROUP, HostAgent
-
     if hosts is not None and hosts < 1:
         raise ConfigError(f"--hosts must be >= 1 (got {hosts})")
     ray = connect(address)
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     out = Path(out_dir).resolve() if out_dir is not None else None   # agents' cwd differs
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     nodes = _pick_nodes(ray, hosts, plan.cores)
     hosts = len(nodes)
-    # take and stop reach an agent while its run goes on; no task events: the takes are
-    # frequent and small, and recording each one costs Ray's daemons CPU
-    # Ray starts its workers at nice 15; a host's load generator runs at normal priority, as
-    # a local run does (niced, beside a busy endpoint or other work it is descheduled and
-    # its timings and CPU figures shift: benchmarks/RESULTS.md)
-    remote_agent = ray.remote(concurrency_groups={IO_GROUP: 1})(HostAgent)
-    agents = [remote_agent.options(
-        num_cpus=plan.cores, max_restarts=0, enable_task_events=False,
-        runtime_env={"env_vars": {"RAY_worker_niceness": "0"}},
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(h)
-        for h, node in enumerate(nodes)]
-    infos = ray.get([a.info.remote() for a in agents])
+    agents, infos = _place_agents(ray, nodes, plan.cores)
     clocks = [_clock_offset(ray, a) for a in agents]
     start = time.time_ns() + int(lead_s * 1e9)
     plans = [dataclasses.replace(plan, host_index=h, hosts=hosts) for h in range(hosts)]
@@ -193,7 +217,9 @@ def run_distributed(plan: RunPlan, *, address: str = "auto", hosts: int | None =
         on_started(agents)
     with tempfile.TemporaryDirectory(prefix=".lens-stream-",
                                      dir=out if out is not None else None) as spool:
-        streams = [HostStream(p, Path(spool)) for p in plans]
+        # rows feed live figures only where something shows them (else only the spool)
+        streams = [HostStream(p, Path(spool), live=on_progress is not None or live is not None)
+                   for p in plans]
         view = HostsView(streams, now_ns() - (time.time_ns() - start), start, plan.scenario)
         if live is not None:
             live.begin({"scenario": plan.scenario, "provider": plan.provider,
@@ -354,6 +380,8 @@ def _finish(plan: RunPlan, plans: list[RunPlan], out: Path | None, argv, address
         hm: dict[str, Any] = {"index": h, "hostname": infos[h]["hostname"],
                               "node_id": infos[h]["node_id"], "workers": plan.cores,
                               "nice": infos[h].get("nice"),
+                              "restarted_for_priority": bool(infos[h].get(
+                                  "restarted_for_priority")),
                               "clock_offset_ms": round(clocks[h]["offset_ns"] / 1e6, 3),
                               "clock_offset_bound_ms": round(clocks[h]["bound_ns"] / 1e6, 3)}
         share = host_share(plan, h, hosts)
@@ -364,6 +392,7 @@ def _finish(plan: RunPlan, plans: list[RunPlan], out: Path | None, argv, address
             hm["start_late_ms"] = round(r["outcome"]["start_late_ms"], 3)
             hm["workers_died"] = r["outcome"]["died"]
             hm["cpu_s"] = r["outcome"].get("cpu_s")
+            hm["nice"] = r["outcome"].get("nice", hm["nice"])    # its run's (and workers')
             hm["bytes_returned"] = sum(len(v) for v in r["files"].values())
             hm["sent"] = r["summary"]["scenarios"][0]["results"][0]["counts"]["sent"]
             summaries.append(r["summary"])
@@ -384,8 +413,9 @@ def _finish(plan: RunPlan, plans: list[RunPlan], out: Path | None, argv, address
                                 "the rows it streamed before")
             if interrupted:
                 meta["interrupted_by"] = interrupted
-            s.results.client = {"worker_cpu_percent": [], "reasons": []}
-            summary = build_summary(s.results, meta)
+            figures = s.figures()
+            figures.client = {"worker_cpu_percent": [], "reasons": []}
+            summary = build_summary(figures, meta)
             summaries.append(summary)
             hm.update(_lost_report(plan, share, lost[h], progress.get(h), start,
                                    s.rows))

@@ -54,6 +54,13 @@ def mock():
         yield m
 
 
+def may_renice() -> bool:
+    """Whether a process here may lower its niceness (it needs CAP_SYS_NICE)."""
+    return subprocess.run([sys.executable, "-c", "import os; os.nice(5); "
+                           "os.setpriority(os.PRIO_PROCESS, 0, 0)"], check=False,
+                          capture_output=True).returncode == 0
+
+
 def plan(url, **kw):
     kw.setdefault("cores", 1)
     kw.setdefault("max_tokens", 8)
@@ -75,8 +82,10 @@ def test_open_loop_is_split_and_merged_exactly(cluster, mock, tmp_path):
     assert dist["hosts"] == 2 and dist["workers"] == 2 and dist["hosts_lost"] == []
     assert all(h["bytes_returned"] > 0 for h in dist["host_details"])   # files through Ray
     assert len({h["node_id"] for h in dist["host_details"]}) == 2
-    # at normal priority, as a local run (Ray's own default for its workers is nice 15)
+    # at normal priority, as a local run (Ray's own default for its workers is nice 15): the
+    # agents take it themselves where they may (CAP_SYS_NICE), else Ray starts them so
     assert [h["nice"] for h in dist["host_details"]] == [0, 0]
+    assert [h["restarted_for_priority"] for h in dist["host_details"]] == [not may_renice()] * 2
     # the rate split: each host sent its half of the arrivals, within 2 %
     for h in (0, 1):
         mine = rows[rows["worker"] // p.cores == h]
@@ -324,8 +333,13 @@ def _free_port() -> int:
 
 def test_shared_output_is_written_by_the_hosts(cluster, mock, tmp_path, monkeypatch):
     """--shared-output: each host writes hosts/NN/ itself (the nodes share this machine's
-    file system); no file travels through Ray; a relative --output works from any cwd."""
+    file system); no file travels through Ray; a relative --output works from any cwd.
+    Also: agents that do not take normal priority themselves (as where CAP_SYS_NICE is
+    missing) are started again at nice 0 by Ray."""
+    from lens.distributed import driver
+
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(driver, "RENICE", False)
     p = plan(mock.url, rps=20.0, duration_s=2.0)
     summary = run_distributed(p, address=cluster.address, hosts=2, out_dir="shared",
                               lead_s=LEAD_S, shared_dir=True)
@@ -338,5 +352,6 @@ def test_shared_output_is_written_by_the_hosts(cluster, mock, tmp_path, monkeypa
         d = tmp_path / "shared" / "hosts" / f"{h:02d}"
         meta = pq.read_schema(d / "requests.parquet").metadata
         assert json.loads(meta[b"lens.run"])["config"]["host_index"] == h
-    assert [h["bytes_returned"] for h in summary["metadata"]["distributed"]["host_details"]] \
-        == [0, 0]
+    details = summary["metadata"]["distributed"]["host_details"]
+    assert [h["bytes_returned"] for h in details] == [0, 0]
+    assert [(h["nice"], h["restarted_for_priority"]) for h in details] == [(0, True)] * 2

@@ -222,6 +222,31 @@ def test_host_stream_spools_rows_and_mirrors_the_itl(tmp_path):
     assert not list(tmp_path.glob("host-00-*"))
 
 
+def test_host_stream_without_live_figures_feeds_them_from_its_spool(tmp_path):
+    """No progress line or live metrics: rows are only spooled as they come; a lost host's
+    figures are read back from the spool once, with the latest ITL."""
+    from lens._core import LogLinearHistogram
+    from lens.distributed.stream import HostStream
+
+    plan = RunPlan(url="http://x/v1", rps=100.0, duration_s=1.0)
+    s = HostStream(plan, tmp_path, live=False)
+    t0 = 5 * 10**9
+    s.start(t0, 1_700_000_000 * 10**9)
+    s.add(_rows(range(10), t0))
+    s.add(_rows(range(10, 15), t0, ttft_ms=40.0, error=3))
+    for n in (3, 7):                                 # only the latest report counts
+        itl = LogLinearHistogram()
+        itl.record_many(np.full(n, 1_000_000, np.int64))
+        s.set_itl(itl.encode(), at=n)
+    assert s.rows == 15
+    assert s.results.targets[0].counts["ok"] == 0 and s.results.histogram("itl").count == 0
+    for _ in range(2):                               # once, however often it is asked
+        r = s.figures()
+        assert r.targets[0].counts["ok"] == 10 and r.targets[0].counts["failed"] == 5
+        assert r.histogram("ttft").count == 10 and r.histogram("itl").count == 7
+    s.drop()
+
+
 def test_merge_parquet_copies_one_host_and_appends_several(tmp_path):
     import pyarrow.parquet as pq
 

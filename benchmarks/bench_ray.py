@@ -116,21 +116,52 @@ def run_once(tracker: Tracker, idle: float, args: list[str], out: str, env: dict
         summary = json.load(f)
     sent = summary["scenarios"][0]["results"][0]["counts"]["sent"]
     hosts = summary["metadata"].get("distributed", {}).get("host_details", [])
-    return {"sent": sent, "cpu": c1 - c0 - idle * (t1 - t0), "wall": t1 - t0,
+    res = summary["scenarios"][0]["results"][0]
+    return {"sent": sent, "ok": res["counts"]["ok"],
+            "ttft_p50_ms": res["metrics"]["ttft"].get("p50"),
+            "nice": [h.get("nice") for h in hosts],
+            "restarted_for_priority": [h.get("restarted_for_priority") for h in hosts],
+            "cpu": c1 - c0 - idle * (t1 - t0), "wall": t1 - t0,
             # the command's own clock (with its reaped lens workers, for a local run)
             "command": (k1.ru_utime + k1.ru_stime) - (k0.ru_utime + k0.ru_stime),
             # a Ray host's agent with its workers, by the agent's own clock
             "agent": sum(h.get("cpu_s") or 0.0 for h in hosts)}
 
 
+def ray_command() -> list[str]:
+    """``ray`` beside this Python, else its module (a ``pip install --target`` has no script
+    on the PATH)."""
+    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    if os.path.exists(ray_bin):
+        return [ray_bin]
+    return [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
+
+
+def dump(a, runs: list[dict]) -> None:
+    import platform
+
+    with open(a.json, "w") as f:
+        json.dump({"args": vars(a), "cpus": os.cpu_count(), "machine": platform.platform(),
+                   "cpu_model": _cpu_model(), "python": platform.python_version(),
+                   "runs": runs}, f, indent=1)
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                        None)
+    except OSError:
+        return None
+
+
 def start_ray(cpus: int) -> subprocess.Popen:
     """A one-node cluster in this benchmark's process tree; refuse to run beside another one
     (``--ray auto`` would find that one, whose processes the tree does not count)."""
-    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
     if any("raylet" in " ".join(p.info["cmdline"] or ())
            for p in psutil.process_iter(["cmdline"])):
         raise SystemExit("a Ray cluster already runs on this machine: stop it (ray stop) first")
-    proc = subprocess.Popen([ray_bin, "start", "--head", "--block", f"--num-cpus={cpus}",
+    proc = subprocess.Popen([*ray_command(), "start", "--head", "--block", f"--num-cpus={cpus}",
                              "--include-dashboard=false", "--disable-usage-stats"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc
@@ -142,8 +173,7 @@ def stop_ray(proc: subprocess.Popen) -> None:
         proc.wait(30)
     except subprocess.TimeoutExpired:
         proc.kill()
-    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
-    subprocess.run([ray_bin, "stop", "--force"], stdout=subprocess.DEVNULL,
+    subprocess.run([*ray_command(), "stop", "--force"], stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, check=False)
 
 
@@ -155,13 +185,18 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--settle", type=float, default=20.0, help="seconds Ray settles first")
+    ap.add_argument("--idle", type=float, default=10.0,
+                    help="seconds the idle rate is measured, before and after the runs")
+    ap.add_argument("--mock-workers", type=int, default=1,
+                    help="the mock endpoint's processes (enough that it keeps up with --rps)")
+    ap.add_argument("--json", help="also write every run's figures to this file")
     ap.add_argument("--omp-threads", type=int, default=1,
                     help="OMP_NUM_THREADS of both commands (Ray sets 1 in its workers, so a "
                     "host agent's run has it; it sizes Arrow's thread pool); 0: leave it unset")
     a = ap.parse_args()
     short, long_ = (float(x) for x in a.durations.split(","))
 
-    with MockProcess(ttft_ms=20.0, itl_ms=1.0, workers=1) as mock, \
+    with MockProcess(ttft_ms=20.0, itl_ms=1.0, workers=a.mock_workers) as mock, \
             tempfile.TemporaryDirectory() as d:
         tracker = Tracker(mock.pid)
         ray_proc = start_ray(a.cores + 1)
@@ -169,7 +204,7 @@ def main() -> None:
             time.sleep(a.settle)                       # the daemons settle
             if ray_proc.poll() is not None:
                 raise SystemExit(f"ray start exited with status {ray_proc.returncode}")
-            idle0 = idle_rate(tracker, 10)
+            idle0 = idle_rate(tracker, a.idle)
             common = ["--url", mock.url, "--rps", f"{a.rps:g}", "--cores", str(a.cores),
                       "--max-tokens", "16"]
             kinds = {"local": [], "ray": ["--ray", "auto", "--hosts", "1"]}
@@ -187,14 +222,17 @@ def main() -> None:
                                        env)
                         res.update(kind=kind, repeat=r, duration=dur)
                         runs.append(res)
+                        if a.json:
+                            dump(a, runs)
                         rest = res["cpu"] - res["command"] - res["agent"]
                         print(f"  {kind:5s} repeat {r + 1} {dur:5g} s: {res['sent']} req, "
                               f"{res['cpu']:.2f} CPU-s = command {res['command']:.2f} + agent "
                               f"{res['agent']:.2f} + rest {rest:.2f}, "
                               f"{res['cpu'] / res['sent'] * 1e6:.0f} µs/req, "
-                              f"wall {res['wall']:.1f} s", flush=True)
+                              f"wall {res['wall']:.1f} s, TTFT p50 {res['ttft_p50_ms']} ms"
+                              + (f", nice {res['nice']}" if kind == "ray" else ""), flush=True)
                         shutil.rmtree(out, ignore_errors=True)
-            idle1 = idle_rate(tracker, 10)
+            idle1 = idle_rate(tracker, a.idle)
         finally:
             tracker.stop()
             stop_ray(ray_proc)
@@ -202,7 +240,8 @@ def main() -> None:
 
 
 def report(a, runs: list[dict], idle0: float, idle1: float, short: float, long_: float) -> None:
-    print(f"\nrate {a.rps:g} req/s, runs of {short:g} s and {long_:g} s, --cores {a.cores}, "
+    print(f"\n{_cpu_model()}; rate {a.rps:g} req/s, runs of {short:g} s and {long_:g} s, "
+          f"--cores {a.cores}, mock processes {a.mock_workers}, "
           f"OMP_NUM_THREADS {a.omp_threads or 'unset'}, "
           f"cpus {os.cpu_count()}, idle rate {idle0:.3f} / {idle1:.3f} CPU-s/s "
           "(before / after; Ray idling)")

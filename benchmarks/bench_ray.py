@@ -4,10 +4,12 @@ Both are the real command, ``lens-fast run`` (``python -m lens run``) in a fresh
 with and without ``--ray auto --hosts 1``: the same open-loop schedule to the same mock
 endpoint with the same --cores. Ray runs on this machine as a one-node cluster (``ray start
 --head --block``, a child of this benchmark) started before the runs and left to settle, as
-a cluster is before anyone runs lens-fast on it. Both commands get OMP_NUM_THREADS=1, which
-Ray gives its workers (so a host agent's run has it; it sizes Arrow's thread pool, and a local
-run costs about 5 % less CPU with it on the 2-core VM). Each repeat runs a short and a long run of
-each kind, local and Ray alternating (ABBA order across repeats).
+a cluster is before anyone runs lens-fast on it; one short Ray run, not counted, comes first
+(the first job on a fresh cluster makes Ray start its pool of idle workers, which no later
+job pays). Both commands and the cluster get OMP_NUM_THREADS=1 (``--omp-threads``): it sizes
+Arrow's thread pool, and unset, Ray would give a host agent its --cores while the local
+command had the machine's CPU count. Each repeat runs a short and a long run of each kind,
+local and Ray alternating (ABBA order across repeats).
 
 CPU is counted over every process of this benchmark's tree, sampled 10 times a second so
 that processes which start and end during a run are counted too (a process's last 0.1 s
@@ -25,7 +27,9 @@ Per kind, from the short and the long run of one repeat: the cost per request of
 **marginal** cost per request (the slope: CPU added per request added, so what scales with
 the load) and the **fixed** cost per run (the intercept: start-up, connecting, the merge).
 
-    python benchmarks/bench_ray.py --rps 1000 --durations 20,180 --cores 1 --repeat 3
+    python benchmarks/bench_ray.py --rps 1000 --durations 20,120 --cores 1 --repeat 2
+    python benchmarks/bench_ray.py --rps 6000 --durations 10,120 --cores 4 --mock-workers 6 \
+        --repeat 1 --settle 10 --idle 5          # a 16-core machine
 """
 from __future__ import annotations
 
@@ -155,7 +159,7 @@ def _cpu_model() -> str | None:
         return None
 
 
-def start_ray(cpus: int) -> subprocess.Popen:
+def start_ray(cpus: int, env: dict) -> subprocess.Popen:
     """A one-node cluster in this benchmark's process tree; refuse to run beside another one
     (``--ray auto`` would find that one, whose processes the tree does not count)."""
     if any("raylet" in " ".join(p.info["cmdline"] or ())
@@ -163,7 +167,7 @@ def start_ray(cpus: int) -> subprocess.Popen:
         raise SystemExit("a Ray cluster already runs on this machine: stop it (ray stop) first")
     proc = subprocess.Popen([*ray_command(), "start", "--head", "--block", f"--num-cpus={cpus}",
                              "--include-dashboard=false", "--disable-usage-stats"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     return proc
 
 
@@ -191,26 +195,33 @@ def main() -> None:
                     help="the mock endpoint's processes (enough that it keeps up with --rps)")
     ap.add_argument("--json", help="also write every run's figures to this file")
     ap.add_argument("--omp-threads", type=int, default=1,
-                    help="OMP_NUM_THREADS of both commands (Ray sets 1 in its workers, so a "
-                    "host agent's run has it; it sizes Arrow's thread pool); 0: leave it unset")
+                    help="OMP_NUM_THREADS of both commands and the cluster (it sizes Arrow's "
+                    "thread pool; unset, Ray sets a host agent's to its CPUs); 0: leave it unset")
     a = ap.parse_args()
     short, long_ = (float(x) for x in a.durations.split(","))
 
     with MockProcess(ttft_ms=20.0, itl_ms=1.0, workers=a.mock_workers) as mock, \
             tempfile.TemporaryDirectory() as d:
         tracker = Tracker(mock.pid)
-        ray_proc = start_ray(a.cores + 1)
+        env = dict(os.environ)
+        if a.omp_threads:
+            env["OMP_NUM_THREADS"] = str(a.omp_threads)
+        # the cluster gets the commands' environment: unset, Ray would give a host agent
+        # OMP_NUM_THREADS = its CPUs (--cores), and the local command has the benchmark's
+        ray_proc = start_ray(a.cores + 1, env)
         try:
             time.sleep(a.settle)                       # the daemons settle
             if ray_proc.poll() is not None:
                 raise SystemExit(f"ray start exited with status {ray_proc.returncode}")
-            idle0 = idle_rate(tracker, a.idle)
             common = ["--url", mock.url, "--rps", f"{a.rps:g}", "--cores", str(a.cores),
                       "--max-tokens", "16"]
             kinds = {"local": [], "ray": ["--ray", "auto", "--hosts", "1"]}
-            env = dict(os.environ)
-            if a.omp_threads:
-                env["OMP_NUM_THREADS"] = str(a.omp_threads)
+            # one short Ray run first, not counted: the first job on a fresh cluster makes
+            # Ray start its pool of idle workers (several CPU-s), which no later run pays
+            run_once(tracker, 0.0, [*common, "--rps", "50", "--duration", "2s", *kinds["ray"]],
+                     os.path.join(d, "warm-up"), env)
+            time.sleep(a.settle / 2)
+            idle0 = idle_rate(tracker, a.idle)
             runs: list[dict] = []
             for r in range(a.repeat):
                 order = ["local", "ray"] if r % 2 == 0 else ["ray", "local"]

@@ -17,9 +17,9 @@ to the driver while it runs (``lens.distributed.stream``: request rows and its I
 once a second, never more than a second or two of rows held in between). The stream feeds
 the live progress line and live metrics, when they are on. One source per host in the
 outputs, never both: a host that finishes contributes its own files and summary; for a host
-lost mid-run (or stopped by a second Ctrl-C) the driver writes the rows it had streamed (what it measured until at most ~1 s
-before its loss) into ``hosts/NN/``, and their figures into the merged summary, and
-``host_details`` says how many were kept.
+lost mid-run (or stopped by a second Ctrl-C) the driver writes the rows it had streamed
+(what it measured until at most ~1 s before its loss) into ``hosts/NN/``, and their figures
+into the merged summary, and ``host_details`` says how many were kept.
 
 Ctrl-C or SIGTERM in the driver asks every host to stop (``HostAgent.stop``): each stops as a
 local run does on a signal and returns its outputs, which are merged and marked interrupted.

@@ -12,12 +12,14 @@ interrupted.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait as mp_wait
 from typing import Any
@@ -34,6 +36,30 @@ ROW_RING = 1 << 14              # rows per worker ring (~3 MB); spills beyond, n
 TOKEN_RING = 1 << 18            # token stamps per worker ring (~6 MB)
 TOKEN_WORDS = 3
 READY_TIMEOUT_S = 120.0
+
+
+@contextlib.contextmanager
+def _no_main_rerun() -> Iterator[None]:
+    """While it is open, a spawned process does not run this process's ``__main__`` again.
+
+    ``multiprocessing``'s spawn runs the parent's main script (or module) again in each child,
+    as ``__mp_main__``, for targets defined there. A lens worker's is not, and in a Ray host
+    agent that script is Ray's ``default_worker.py``: every lens worker imported Ray (about
+    0.4 CPU-s and 100 MB each). The main module's ``__file__`` and ``__spec__`` are hidden
+    while the child is started (the parent sends its preparation data then), and put back.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 
 @dataclass
@@ -86,6 +112,8 @@ class Supervisor:
 
     # ------------------------------------------------------------------ start
     def _spawn(self) -> None:
+        """Start the workers (``spawn``: a fresh interpreter each, whatever the parent's
+        threads; their target, ``worker_main``, is importable)."""
         ctx = mp.get_context("spawn")
         W = self.plan.cores
         # one host of several: worker k runs as global worker base + k of all hosts' workers
@@ -101,7 +129,8 @@ class Supervisor:
                             daemon=True)
             w = WorkerState(k, p, parent_end, rows, tokens)
             try:
-                p.start()
+                with _no_main_rerun():
+                    p.start()
             finally:
                 child_end.close()
                 self.workers.append(w)

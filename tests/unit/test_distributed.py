@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -273,3 +274,36 @@ def test_merge_parquet_copies_one_host_and_appends_several(tmp_path):
     t = pq.read_table(both / "requests.parquet")
     assert sorted(t.column("request_id").to_pylist()) == sorted([*range(0, 20, 2), *range(1, 31, 2)])
     assert t.schema.metadata == pq.read_table(dirs[0] / "requests.parquet").schema.metadata
+
+
+MAIN_SCRIPT = """
+import multiprocessing as mp, os, sys, time
+if __name__ == "__mp_main__":              # run again in a spawned child
+    open(os.environ["MARK"], "w").close()
+if __name__ == "__main__":
+    from lens.engine.supervisor import _no_main_rerun
+    p = mp.get_context("spawn").Process(target=time.sleep, args=(0,))
+    if sys.argv[1] == "hidden":
+        with _no_main_rerun():
+            p.start()
+        assert __file__ and __spec__ is None      # put back
+    else:
+        p.start()
+    p.join()
+    sys.exit(p.exitcode)
+"""
+
+
+@pytest.mark.parametrize("how", ["hidden", "plain"])
+def test_spawned_workers_do_not_run_the_parents_main_again(tmp_path, how):
+    """A lens worker spawned by a Ray host agent ran Ray's default_worker.py again (so
+    imported Ray); with _no_main_rerun the child runs only its target."""
+    script, mark = tmp_path / "main.py", tmp_path / "mark"
+    script.write_text(MAIN_SCRIPT)
+    env = {**os.environ, "MARK": str(mark),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]),
+                                          os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, str(script), how], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert mark.exists() == (how == "plain")

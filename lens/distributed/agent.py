@@ -70,13 +70,13 @@ class HostAgent:
         self._stop: str | None = None        # the driver's stop request (a signal's name)
 
     def info(self) -> dict:
-        """Where this agent runs: hostname, Ray node id, CPUs, pid, and its niceness after it
+        """Where this agent runs: hostname, Ray node id, CPUs, pid, user, and its niceness after it
         tried to take normal priority (``normal_priority``; the driver restarts an agent that
         could not)."""
         import ray
 
         return {"hostname": platform.node(), "node_id": ray.get_runtime_context().get_node_id(),
-                "cpu_count": os.cpu_count(), "pid": os.getpid(),
+                "cpu_count": os.cpu_count(), "pid": os.getpid(), "uid": os.getuid(),
                 "nice": normal_priority() if self.renice else os.nice(0)}
 
     def clock(self) -> int:

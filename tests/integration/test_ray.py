@@ -80,7 +80,15 @@ def test_open_loop_is_split_and_merged_exactly(cluster, mock, tmp_path):
     assert res["counts"]["sent"] == res["counts"]["ok"] == n == len(rows)
     assert sorted(rows["request_id"]) == list(range(n))
     assert dist["hosts"] == 2 and dist["workers"] == 2 and dist["hosts_lost"] == []
-    assert all(h["bytes_returned"] > 0 for h in dist["host_details"])   # files through Ray
+    # the host on the driver's node writes hosts/NN/ itself; the other returns its files
+    # through Ray (both nodes share this machine, but only one is the driver's)
+    here = ray.get_runtime_context().get_node_id()
+    assert sorted(h["node_id"] == here for h in dist["host_details"]) == [False, True]
+    for h in dist["host_details"]:
+        assert h["wrote_files"] == (h["node_id"] == here)
+        assert (h["bytes_returned"] > 0) == (h["node_id"] != here)
+    # one host's files would be linked as they are; these are two, appended
+    assert (tmp_path / "requests.parquet").stat().st_nlink == 1
     assert len({h["node_id"] for h in dist["host_details"]}) == 2
     # at normal priority, as a local run (Ray's own default for its workers is nice 15): the
     # agents take it themselves where they may (CAP_SYS_NICE), else Ray starts them so
@@ -353,5 +361,5 @@ def test_shared_output_is_written_by_the_hosts(cluster, mock, tmp_path, monkeypa
         meta = pq.read_schema(d / "requests.parquet").metadata
         assert json.loads(meta[b"lens.run"])["config"]["host_index"] == h
     details = summary["metadata"]["distributed"]["host_details"]
-    assert [h["bytes_returned"] for h in details] == [0, 0]
+    assert [(h["bytes_returned"], h["wrote_files"]) for h in details] == [(0, True)] * 2
     assert [(h["nice"], h["restarted_for_priority"]) for h in details] == [(0, True)] * 2

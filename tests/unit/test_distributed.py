@@ -248,7 +248,7 @@ def test_host_stream_without_live_figures_feeds_them_from_its_spool(tmp_path):
     s.drop()
 
 
-def test_merge_parquet_copies_one_host_and_appends_several(tmp_path):
+def test_merge_parquet_links_one_host_and_appends_several(tmp_path):
     import pyarrow.parquet as pq
 
     from lens.distributed.merge import merge_parquet
@@ -269,6 +269,8 @@ def test_merge_parquet_copies_one_host_and_appends_several(tmp_path):
     # one host: its file as it is (no decoding and encoding again), the count from its footer
     assert merge_parquet(dirs[:1], one) == {"requests.parquet": 10, "tokens.parquet": 0}
     assert (one / "requests.parquet").read_bytes() == (dirs[0] / "requests.parquet").read_bytes()
+    assert (one / "requests.parquet").samefile(dirs[0] / "requests.parquet")   # a hard link
+    assert merge_parquet(dirs[:1], one)["requests.parquet"] == 10     # again: replaced
     # several: the rows of all, the first host's metadata
     assert merge_parquet(dirs, both) == {"requests.parquet": 25, "tokens.parquet": 0}
     t = pq.read_table(both / "requests.parquet")
@@ -307,3 +309,18 @@ def test_spawned_workers_do_not_run_the_parents_main_again(tmp_path, how):
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert mark.exists() == (how == "plain")
+
+
+def test_link_or_copy_copies_where_links_fail(tmp_path, monkeypatch):
+    from lens.distributed import merge
+
+    src, dst = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    src.write_bytes(b"PAR1 rows PAR1")
+    dst.write_bytes(b"an older file")
+
+    def no_links(a, b):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(merge.os, "link", no_links)
+    merge._link_or_copy(src, dst)
+    assert dst.read_bytes() == src.read_bytes() and not dst.samefile(src)

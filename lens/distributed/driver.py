@@ -295,7 +295,7 @@ def _wait(ray, refs: list, agents: list, streams: list[HostStream], view: HostsV
                 except ray.exceptions.RayError as e:
                     lost[h] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}",
                                "t_unix_ns": time.time_ns()}
-                taker.last(h)                  # a finished host's last rows
+                taker.last([h])                # a finished host's last rows
         except KeyboardInterrupt:
             kb += 1
         if live is not None:
@@ -314,8 +314,8 @@ def _wait(ray, refs: list, agents: list, streams: list[HostStream], view: HostsV
         if pending and interrupted and (n >= 2 or now > deadline):
             why = ("a second interrupt" if n >= 2 else
                    f"still running {stop_grace_s:g} s after the stop request")
+            taker.last(list(pending.values()))     # what they hold, if they still answer
             for h in pending.values():
-                taker.last(h)                  # what it holds, if it still answers
                 ray.kill(agents[h], no_restart=True)
                 lost[h] = {"error": f"stopped by the driver: {why}", "stopped": True,
                            "t_unix_ns": time.time_ns()}
@@ -326,7 +326,8 @@ def _wait(ray, refs: list, agents: list, streams: list[HostStream], view: HostsV
 class _Taker:
     """The driver's side of the stream: once a second one ``take`` per running host, its
     answer read the next time round (so a slow or dead host never holds the loop up); a
-    host's last take, once its run returned, is waited for."""
+    host's last take, once its run returned or before it is killed, is waited for (at most
+    ``LAST_TIMEOUT_S``, for all the hosts stopped together)."""
 
     LAST_TIMEOUT_S = 5.0
 
@@ -351,23 +352,40 @@ class _Taker:
             if h not in self.ended:
                 self.out[h] = self._ask(h)
 
-    def last(self, h: int) -> None:
-        """Read host h's outstanding take and one more (its run is over, or it is about to be
-        killed): whatever it still holds."""
-        ref = self.out.get(h)
-        if ref is not None:
-            self._read(h, ref, self.LAST_TIMEOUT_S)
-        if h not in self.ended:
-            self._read(h, self._ask(h), self.LAST_TIMEOUT_S)
-        self.ended.add(h)
+    def last(self, hosts) -> None:
+        """Read each of ``hosts``' outstanding take and one more (its run is over, or it is
+        about to be killed): whatever it still holds. All hosts are asked at once and waited
+        for together, ``LAST_TIMEOUT_S`` in all however many hang; one that has not answered
+        by then is taken for gone."""
+        deadline = time.monotonic() + self.LAST_TIMEOUT_S
+        for outstanding in (True, False):     # a host's answers are read in order
+            refs = {}
+            for h in hosts:
+                if h in self.ended:
+                    continue
+                ref = self.out.get(h) if outstanding else self._ask(h)
+                if ref is not None:
+                    refs[h] = ref
+            if not refs:
+                continue
+            ready, _ = self.ray.wait(list(refs.values()), num_returns=len(refs),
+                                     timeout=max(0.0, deadline - time.monotonic()))
+            ready = set(ready)
+            for h, ref in refs.items():
+                if ref in ready:
+                    self._read(h, ref)
+                else:                        # hung: its stream ends here
+                    self.out.pop(h, None)
+                    self.ended.add(h)
+        self.ended.update(hosts)
 
-    def _read(self, h: int, ref, timeout: float | None = None) -> None:
-        """One take's answer into host h's stream (``timeout`` None: it is known to be ready)."""
+    def _read(self, h: int, ref) -> None:
+        """One take's answer (known to be ready) into host h's stream."""
         ray = self.ray
         self.out.pop(h, None)
         try:
-            report, rows = ray.get(ref, timeout=timeout)
-        except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):
+            report, rows = ray.get(ref)
+        except ray.exceptions.RayError:
             self.ended.add(h)                # the host is gone: its stream ends here
             return
         if report is None:

@@ -324,3 +324,58 @@ def test_link_or_copy_copies_where_links_fail(tmp_path, monkeypatch):
     monkeypatch.setattr(merge.os, "link", no_links)
     merge._link_or_copy(src, dst)
     assert dst.read_bytes() == src.read_bytes() and not dst.samefile(src)
+
+
+def test_last_takes_of_several_hosts_wait_once_for_all(tmp_path, monkeypatch):
+    """Stopping hosts: every host's last take is asked at once and the wait is bounded by
+    LAST_TIMEOUT_S in all, however many hang (it was up to 2 × 5 s per host, in turn)."""
+    from lens.distributed import driver
+    from lens.distributed.stream import HostStream, HostsView
+
+    clock = [0.0]
+    monkeypatch.setattr(driver.time, "monotonic", lambda: clock[0])
+
+    class Ref:
+        def __init__(self, h, ready):
+            self.h, self.ready = h, ready
+
+    class FakeRay:
+        class exceptions:
+            RayError = RuntimeError
+
+        waits: list[float] = []
+
+        def wait(self, refs, num_returns, timeout):
+            self.waits.append(timeout)
+            ready = [r for r in refs if r.ready]
+            if len(ready) < len(refs):
+                clock[0] += timeout           # the hung ones make it wait to the end
+            return ready, [r for r in refs if not r.ready]
+
+        def get(self, ref):
+            return None, None                 # answered, nothing new
+
+    asked = []
+
+    class Agent:
+        def __init__(self, h):
+            self.take = self
+            self.h = h
+
+        def options(self, **kw):
+            return self
+
+        def remote(self):
+            asked.append(self.h)
+            return Ref(self.h, ready=self.h == 0)    # host 0 answers; 1 and 2 hang
+
+    plans = [RunPlan(url="http://x/v1", rps=10.0, duration_s=1.0, host_index=h, hosts=3)
+             for h in range(3)]
+    streams = [HostStream(p, tmp_path) for p in plans]
+    taker = driver._Taker(FakeRay(), [Agent(h) for h in range(3)], streams,
+                          HostsView(streams, 0, 0, "default"))
+    taker.out = {h: Ref(h, ready=h == 0) for h in range(3)}     # takes on their way
+    taker.last([0, 1, 2])
+    assert clock[0] <= driver._Taker.LAST_TIMEOUT_S
+    assert asked == [0]                  # the hung hosts are not asked again
+    assert taker.ended == {0, 1, 2} and taker.out == {}

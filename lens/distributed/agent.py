@@ -63,21 +63,23 @@ class HostAgent:
 
     def __init__(self, host_index: int, renice: bool = True):
         self.host_index = host_index
-        self.renice = renice                 # try normal_priority (else the cluster's nice)
+        self.renice = renice                 # normal_priority (else the cluster's nice)
+        if renice:
+            normal_priority()                # every thread now, so those it starts too
         self._lock = threading.Lock()
         self._rows: list[Any] = []           # batches drained since the driver's last take
         self._report: dict | None = None     # the latest progress report
         self._stop: str | None = None        # the driver's stop request (a signal's name)
 
     def info(self) -> dict:
-        """Where this agent runs: hostname, Ray node id, CPUs, pid, user, and its niceness after it
-        tried to take normal priority (``normal_priority``; the driver restarts an agent that
-        could not)."""
+        """Where this agent runs: hostname, Ray node id, CPUs, pid, user, and the niceness of
+        the thread its run takes (0 unless the agent could not take normal priority when it
+        started: the driver then starts it again)."""
         import ray
 
         return {"hostname": platform.node(), "node_id": ray.get_runtime_context().get_node_id(),
                 "cpu_count": os.cpu_count(), "pid": os.getpid(), "uid": os.getuid(),
-                "nice": normal_priority() if self.renice else os.nice(0)}
+                "nice": os.nice(0)}
 
     def clock(self) -> int:
         """Return this host's wall clock (ns since the epoch), for the driver's offset ping."""

@@ -213,12 +213,12 @@ def main() -> None:
             time.sleep(a.settle)                       # the daemons settle
             if ray_proc.poll() is not None:
                 raise SystemExit(f"ray start exited with status {ray_proc.returncode}")
-            common = ["--url", mock.url, "--rps", f"{a.rps:g}", "--cores", str(a.cores),
-                      "--max-tokens", "16"]
+            base = ["--url", mock.url, "--cores", str(a.cores), "--max-tokens", "16"]
+            common = [*base, "--rps", f"{a.rps:g}"]
             kinds = {"local": [], "ray": ["--ray", "auto", "--hosts", "1"]}
             # one short Ray run first, not counted: the first job on a fresh cluster makes
             # Ray start its pool of idle workers (several CPU-s), which no later run pays
-            run_once(tracker, 0.0, [*common, "--rps", "50", "--duration", "2s", *kinds["ray"]],
+            run_once(tracker, 0.0, [*base, "--rps", "50", "--duration", "2s", *kinds["ray"]],
                      os.path.join(d, "warm-up"), env)
             time.sleep(a.settle / 2)
             idle0 = idle_rate(tracker, a.idle)

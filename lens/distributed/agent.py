@@ -110,6 +110,7 @@ class HostAgent:
         to a temporary directory, removed once read. The drained rows and the progress wait
         for the driver's ``take``.
         """
+        from lens.distributed.merge import host_result
         from lens.engine.runner import execute
 
         # this thread spawns the lens workers: they inherit its niceness
@@ -147,7 +148,7 @@ class HostAgent:
             plan, d, on_tick=tick, t0_unix_ns=start_unix_ns, formats=("parquet", "json"),
             on_batch=on_batch)
         # the final report; the last rows wait in the buffer for the driver's last take
-        counts = summary["scenarios"][0]["results"][0]["counts"]
+        counts = host_result(summary)["counts"]
         note({"elapsed_s": round((outcome.t_end_ns - outcome.t0_ns) / 1e9, 3),
               "sent": counts["sent"], "in_flight": 0, "dropped": counts["dropped"],
               "t0_ns": outcome.t0_ns, "t0_unix_ns": outcome.t0_unix_ns, "final": True,

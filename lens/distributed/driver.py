@@ -270,7 +270,6 @@ def _wait(ray, refs: list, agents: list, streams: list[HostStream], view: HostsV
     Returns ``(results, lost, interrupted)``: each finished host's result, each lost (or
     killed) host's reason, and the interrupting signal's name (None without one).
     """
-    from lens.distributed.agent import IO_GROUP
     from lens.engine import interrupts
 
     results: dict[int, dict] = {}
@@ -308,7 +307,7 @@ def _wait(ray, refs: list, agents: list, streams: list[HostStream], view: HostsV
         if n and interrupted is None:
             interrupted = sig
             for h in pending.values():
-                agents[h].stop.options(concurrency_group=IO_GROUP).remote(sig)
+                _io(agents[h], "stop").remote(sig)
             # a host still before the agreed start stops at its first tick after it
             deadline = now + stop_grace_s + max(0.0, (start - time.time_ns()) / 1e9)
         if pending and interrupted and (n >= 2 or now > deadline):
@@ -321,6 +320,13 @@ def _wait(ray, refs: list, agents: list, streams: list[HostStream], view: HostsV
                            "t_unix_ns": time.time_ns()}
             pending.clear()
     return results, lost, interrupted
+
+
+def _io(agent, method: str):
+    """``agent.method`` in the agent's ``io`` concurrency group (reached while it runs)."""
+    from lens.distributed.agent import IO_GROUP
+
+    return getattr(agent, method).options(concurrency_group=IO_GROUP)
 
 
 class _Taker:
@@ -337,9 +343,7 @@ class _Taker:
         self.ended: set[int] = set()         # hosts whose stream ended (the agent is gone)
 
     def _ask(self, h: int) -> Any:
-        from lens.distributed.agent import IO_GROUP
-
-        return self.agents[h].take.options(concurrency_group=IO_GROUP).remote()
+        return _io(self.agents[h], "take").remote()
 
     def take(self, hosts) -> None:
         """Read the answers that came; ask each running host again."""
@@ -405,7 +409,7 @@ def _finish(plan: RunPlan, plans: list[RunPlan], out: Path | None, argv, address
             interrupted: str | None, streams: list[HostStream], view: HostsView,
             live) -> dict:
     """Merge: each finished host's own summary and files; each lost host's streamed ones."""
-    from lens.distributed.merge import merge_parquet, merge_summaries
+    from lens.distributed.merge import host_result, merge_parquet, merge_summaries
     from lens.engine.runner import metadata
     from lens.output.summary import build_summary, write_summary
 
@@ -433,7 +437,7 @@ def _finish(plan: RunPlan, plans: list[RunPlan], out: Path | None, argv, address
             hm["nice"] = r["outcome"].get("nice", hm["nice"])    # its run's (and workers')
             hm["bytes_returned"] = sum(len(v) for v in r["files"].values())
             hm["wrote_files"] = r["dir"] is not None        # into hosts/NN/ itself
-            hm["sent"] = r["summary"]["scenarios"][0]["results"][0]["counts"]["sent"]
+            hm["sent"] = host_result(r["summary"])["counts"]["sent"]
             summaries.append(r["summary"])
             s.drop()
             if d is not None:
@@ -458,7 +462,7 @@ def _finish(plan: RunPlan, plans: list[RunPlan], out: Path | None, argv, address
             summaries.append(summary)
             hm.update(_lost_report(plan, share, lost[h], progress.get(h), start,
                                    s.rows))
-            hm["sent"] = summary["scenarios"][0]["results"][0]["counts"]["sent"]
+            hm["sent"] = host_result(summary)["counts"]["sent"]
             if d is not None:       # files even with no rows: the outputs stay complete
                 for name in ("requests.parquet", "tokens.parquet"):
                     (d / name).unlink(missing_ok=True)    # what a host writing here left

@@ -47,8 +47,8 @@ DEFAULT_LEAD_S = 5.0        # agents spawn workers, probe and open pools before 
 PINGS = 5
 TAKE_PERIOD_S = 1.0         # the driver takes the streamed rows and shows progress this often
 #                             (a Ray call per host each time; benchmarks/RESULTS.md)
-WAIT_SLICE_S = 0.1          # the driver waits in slices this long: two signals that come
-#                             during one blocking wait would reach Python's handler as one
+#                             The driver's loop wakes once per take: a signal waits for
+#                             the wake (each is counted: lens.engine.interrupts.Counter)
 STOP_GRACE_S = 10.0         # after a stop request, hosts still running then are killed
 
 
@@ -254,13 +254,20 @@ def run_distributed(plan: RunPlan, *, address: str = "auto", hosts: int | None =
                 s.close()
 
 
-def _signals(n0: int, kb: int) -> tuple[int, str | None]:
-    """Interrupts since the wait began (``n0`` recorded before it by ``lens.engine.interrupts``)
-    plus ``kb`` KeyboardInterrupts; and the first one's name."""
+def _signals(base: int, n0: int, kb: int, sigs) -> tuple[int, str | None]:
+    """Interrupts to act on, and the first one's name: those ``lens.engine.interrupts``
+    recorded before the wait (``base`` of them, the first ``n0`` not to act on), plus those
+    since, counted exactly by ``sigs`` (an ``interrupts.Counter``) or, where it cannot count,
+    by the handler's calls and ``kb`` KeyboardInterrupts."""
     from lens.engine import interrupts
 
-    n = interrupts.count() - n0 + kb
-    return n, (interrupts.pending() or "SIGINT") if n else None
+    if sigs.exact:
+        n = base - n0 + sigs.poll()
+        first = (interrupts.pending() if base > n0 else None) or sigs.first
+    else:
+        n = interrupts.count() - n0 + kb
+        first = interrupts.pending()
+    return n, (first or "SIGINT") if n else None
 
 
 def _wait(ray, refs: list, agents: list, streams: list[HostStream], view: HostsView,
@@ -268,22 +275,33 @@ def _wait(ray, refs: list, agents: list, streams: list[HostStream], view: HostsV
     """Wait for every host: take the streamed rows and progress, stop on an interrupt.
 
     Returns ``(results, lost, interrupted)``: each finished host's result, each lost (or
-    killed) host's reason, and the interrupting signal's name (None without one).
+    killed) host's reason, and the interrupting signal's name (None without one). The loop
+    wakes once a second (for the take) or when every host is done: each wake costs the
+    driver CPU, and a signal, counted as it comes, is acted on at the next wake.
     """
     from lens.engine import interrupts
 
+    n0 = 0 if interrupts.installed() else interrupts.count()   # lens-fast run: from its start
+    with interrupts.Counter() as sigs:
+        return _loop(ray, dict(zip(refs, range(len(refs)), strict=True)), agents,
+                     _Taker(ray, agents, streams, view), view, start, on_progress, live,
+                     stop_grace_s, sigs, interrupts.count(), n0)
+
+
+def _loop(ray, pending: dict, agents: list, taker: _Taker, view: HostsView, start: int,
+          on_progress, live, stop_grace_s: float, sigs, base: int, n0: int):
+    """``_wait``'s loop (``sigs``, ``base``, ``n0``: see ``_signals``)."""
     results: dict[int, dict] = {}
     lost: dict[int, dict] = {}
-    pending = dict(zip(refs, range(len(refs)), strict=True))
-    taker = _Taker(ray, agents, streams, view)
     interrupted = None
-    deadline = None
+    deadline = 0.0
     kb = 0
-    n0 = 0 if interrupts.installed() else interrupts.count()   # lens-fast run: from its start
     last_progress = last_take = 0.0
     while pending:
         try:
-            done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=WAIT_SLICE_S)
+            timeout = max(0.05, min(last_take + TAKE_PERIOD_S - time.monotonic(),
+                                    TAKE_PERIOD_S))
+            done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=timeout)
             if time.monotonic() - last_take >= TAKE_PERIOD_S:
                 last_take = time.monotonic()
                 taker.take(pending.values())
@@ -303,7 +321,7 @@ def _wait(ray, refs: list, agents: list, streams: list[HostStream], view: HostsV
         if on_progress is not None and now - last_progress >= TAKE_PERIOD_S:
             last_progress = now
             on_progress((time.time_ns() - start) / 1e9, view.sent, view)
-        n, sig = _signals(n0, kb)
+        n, sig = _signals(base, n0, kb, sigs)
         if n and interrupted is None:
             interrupted = sig
             for h in pending.values():

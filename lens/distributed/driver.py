@@ -282,61 +282,57 @@ def _wait(ray, refs: list, agents: list, streams: list[HostStream], view: HostsV
     from lens.engine import interrupts
 
     n0 = 0 if interrupts.installed() else interrupts.count()   # lens-fast run: from its start
-    with interrupts.Counter() as sigs:
-        return _loop(ray, dict(zip(refs, range(len(refs)), strict=True)), agents,
-                     _Taker(ray, agents, streams, view), view, start, on_progress, live,
-                     stop_grace_s, sigs, interrupts.count(), n0)
-
-
-def _loop(ray, pending: dict, agents: list, taker: _Taker, view: HostsView, start: int,
-          on_progress, live, stop_grace_s: float, sigs, base: int, n0: int):
-    """``_wait``'s loop (``sigs``, ``base``, ``n0``: see ``_signals``)."""
+    base = interrupts.count()
     results: dict[int, dict] = {}
     lost: dict[int, dict] = {}
+    pending = dict(zip(refs, range(len(refs)), strict=True))
+    taker = _Taker(ray, agents, streams, view)
     interrupted = None
     deadline = 0.0
     kb = 0
     last_progress = last_take = 0.0
-    while pending:
-        try:
-            timeout = max(0.05, min(last_take + TAKE_PERIOD_S - time.monotonic(),
-                                    TAKE_PERIOD_S))
-            done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=timeout)
-            if time.monotonic() - last_take >= TAKE_PERIOD_S:
-                last_take = time.monotonic()
-                taker.take(pending.values())
-            for ref in done:
-                h = pending.pop(ref)
-                try:
-                    results[h] = ray.get(ref)
-                except ray.exceptions.RayError as e:
-                    lost[h] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}",
+    with interrupts.Counter() as sigs:   # every signal counted, also two in one wait
+        while pending:
+            try:
+                timeout = max(0.05, min(last_take + TAKE_PERIOD_S - time.monotonic(),
+                                        TAKE_PERIOD_S))
+                done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=timeout)
+                if time.monotonic() - last_take >= TAKE_PERIOD_S:
+                    last_take = time.monotonic()
+                    taker.take(pending.values())
+                for ref in done:
+                    h = pending.pop(ref)
+                    try:
+                        results[h] = ray.get(ref)
+                    except ray.exceptions.RayError as e:
+                        why = str(e).splitlines()[0][:300]
+                        lost[h] = {"error": f"{type(e).__name__}: {why}",
+                                   "t_unix_ns": time.time_ns()}
+                    taker.last([h])                # a finished host's last rows
+            except KeyboardInterrupt:
+                kb += 1
+            if live is not None:
+                live.update(view)               # cheap until its next snapshot is due
+            now = time.monotonic()
+            if on_progress is not None and now - last_progress >= TAKE_PERIOD_S:
+                last_progress = now
+                on_progress((time.time_ns() - start) / 1e9, view.sent, view)
+            n, sig = _signals(base, n0, kb, sigs)
+            if n and interrupted is None:
+                interrupted = sig
+                for h in pending.values():
+                    _io(agents[h], "stop").remote(sig)
+                # a host still before the agreed start stops at its first tick after it
+                deadline = now + stop_grace_s + max(0.0, (start - time.time_ns()) / 1e9)
+            if pending and interrupted and (n >= 2 or now > deadline):
+                why = ("a second interrupt" if n >= 2 else
+                       f"still running {stop_grace_s:g} s after the stop request")
+                taker.last(list(pending.values()))     # what they hold, if they still answer
+                for h in pending.values():
+                    ray.kill(agents[h], no_restart=True)
+                    lost[h] = {"error": f"stopped by the driver: {why}", "stopped": True,
                                "t_unix_ns": time.time_ns()}
-                taker.last([h])                # a finished host's last rows
-        except KeyboardInterrupt:
-            kb += 1
-        if live is not None:
-            live.update(view)               # cheap until its next snapshot is due
-        now = time.monotonic()
-        if on_progress is not None and now - last_progress >= TAKE_PERIOD_S:
-            last_progress = now
-            on_progress((time.time_ns() - start) / 1e9, view.sent, view)
-        n, sig = _signals(base, n0, kb, sigs)
-        if n and interrupted is None:
-            interrupted = sig
-            for h in pending.values():
-                _io(agents[h], "stop").remote(sig)
-            # a host still before the agreed start stops at its first tick after it
-            deadline = now + stop_grace_s + max(0.0, (start - time.time_ns()) / 1e9)
-        if pending and interrupted and (n >= 2 or now > deadline):
-            why = ("a second interrupt" if n >= 2 else
-                   f"still running {stop_grace_s:g} s after the stop request")
-            taker.last(list(pending.values()))     # what they hold, if they still answer
-            for h in pending.values():
-                ray.kill(agents[h], no_restart=True)
-                lost[h] = {"error": f"stopped by the driver: {why}", "stopped": True,
-                           "t_unix_ns": time.time_ns()}
-            pending.clear()
+                pending.clear()
     return results, lost, interrupted
 
 

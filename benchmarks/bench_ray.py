@@ -118,9 +118,9 @@ def run_once(tracker: Tracker, idle: float, args: list[str], out: str, env: dict
     c1, t1 = tracker.total(), time.monotonic()
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
-    sent = summary["scenarios"][0]["results"][0]["counts"]["sent"]
-    hosts = summary["metadata"].get("distributed", {}).get("host_details", [])
     res = summary["scenarios"][0]["results"][0]
+    sent = res["counts"]["sent"]
+    hosts = summary["metadata"].get("distributed", {}).get("host_details", [])
     return {"sent": sent, "ok": res["counts"]["ok"], "tracked": c1 - c0,
             "ttft_p50_ms": res["metrics"]["ttft"].get("p50"),
             "nice": [h.get("nice") for h in hosts],
@@ -261,6 +261,8 @@ def main() -> None:
                         shutil.rmtree(out, ignore_errors=True)
                         time.sleep(a.gap)
                 background(runs, r)
+                if a.json:
+                    dump(a, runs)                      # with this repeat's background
             idle1 = idle_rate(tracker, a.idle)
         finally:
             tracker.stop()
@@ -281,8 +283,8 @@ def report(a, runs: list[dict], idle0: float, idle1: float, short: float, long_:
           f"OMP_NUM_THREADS {a.omp_threads or 'unset'}, "
           f"cpus {os.cpu_count()}, idle rate {idle0:.3f} / {idle1:.3f} CPU-s/s "
           "(before / after; Ray idling), background during the local runs "
-          + ", ".join(f"{bg:.3f}" for bg in sorted({x["background"] for x in runs},
-                                                    key=[x["background"] for x in runs].index))
+          + ", ".join(f"{next(x['background'] for x in runs if x['repeat'] == r):.3f}"
+                      for r in range(a.repeat))
           + " CPU-s/s (per repeat)")
     for x in runs:
         x["own"] = x["command"] + x["agent"]
